@@ -1,0 +1,166 @@
+"""The verdict table of DESIGN.md §4 as code: what was seen (+ a control) -> verdict.
+
+Probes and captures only observe; this module decides. Every rule has a stable id
+(``rule_id``) documented with an example in ``docs/verdicts.md``; change a rule's
+meaning and ``RULES_VERSION`` changes with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from tlswatch.failures import CertOutcome, Stage, Verdict, outcome_class
+
+__all__ = [
+    "RULES_VERSION",
+    "ControlAgreement",
+    "ControlView",
+    "Decision",
+    "Seen",
+    "classify",
+]
+
+RULES_VERSION = "2026.11.1"
+
+# Outcome classes and the column of the table they fall in.
+_CERT_ANOMALY = {CertOutcome.UNTRUSTED_ROOT, CertOutcome.SELF_SIGNED, CertOutcome.HOSTNAME_MISMATCH,
+                 CertOutcome.POLICY_VIOLATION, CertOutcome.INVALID}
+_CERT_BENIGN = {CertOutcome.EXPIRED, CertOutcome.NOT_YET_VALID, CertOutcome.INCOMPLETE_CHAIN,
+                CertOutcome.STORE_DISAGREEMENT}
+
+
+class ControlAgreement(StrEnum):
+    """How the control measurement relates to what was seen."""
+
+    SAME = "same"  # the control saw the same chain / the same failure
+    VALID = "valid"  # the control succeeded: a chain public stores trust / a connection
+    FAILED = "failed"  # the control itself failed in another way: it cannot vouch for anything
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What the measurement saw, already reduced to facts (no verdicts).
+
+    ``outcome``: the ``stage/class[:detail]`` of the observation, e.g. ``tls/reset`` or
+    ``cert/untrusted_root:Some CA``. ``interception_evidence`` is set when the registry or
+    the 2019 forgery pattern matched (``verified_signature``, ``issuer_name_only``,
+    ``forgery_pattern``). ``blockpage``: the id of a known blockpage fingerprint.
+    """
+
+    outcome: str
+    interception_evidence: str | None = None
+    blockpage: str | None = None
+    captive_portal: bool = False
+    chain_trusted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ControlView:
+    kind: str  # sni | path | resolver
+    agreement: ControlAgreement
+    outcome: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    verdict: Verdict
+    outcome: str
+    confidence: float
+    rule_id: str
+    reasons: tuple[str, ...]
+    rules_version: str = RULES_VERSION
+
+
+def _cert_class(outcome: str) -> CertOutcome | None:
+    stage, _, rest = outcome_class(outcome).partition("/")
+    if stage != Stage.CERT:
+        return None
+    try:
+        return CertOutcome(rest)
+    except ValueError:
+        return None
+
+
+def _control_reason(control: ControlView) -> str:
+    return f"{control.kind} control: {control.agreement.value}" + (
+        f" ({control.outcome})" if control.outcome else "")
+
+
+def classify(seen: Seen, control: ControlView | None = None) -> Decision:
+    """Apply the table; ``control`` is None when no control was measured."""
+    out = seen.outcome
+    ctl = control if control and control.agreement is not ControlAgreement.FAILED else None
+    notes: tuple[str, ...] = (_control_reason(control),) if control else ()
+    if control and control.agreement is ControlAgreement.FAILED:
+        notes += ("the control failed, so it cannot confirm or refute this observation",)
+
+    if seen.captive_portal:
+        return Decision(Verdict.INCONCLUSIVE, out, 0.3, "R00-captive-portal",
+                        ("captive-portal pre-check failed: results of this network are unreliable",
+                         *notes))
+    if seen.blockpage:
+        return Decision(Verdict.BLOCKED, out, 0.95, "R10-known-blockpage",
+                        (f"body matches known blockpage {seen.blockpage}", *notes))
+
+    cert = _cert_class(out)
+    if seen.interception_evidence == "verified_signature":
+        return Decision(Verdict.INTERCEPTED, out, 0.99, "R20-interception-ca-verified",
+                        ("chain signed by a known interception CA (signature verified)", *notes))
+    weak = seen.interception_evidence in ("issuer_name_only", "forgery_pattern")
+    if weak and not seen.chain_trusted:
+        what = ("issuer names a known interception CA (signature not verifiable)"
+                if seen.interception_evidence == "issuer_name_only"
+                else "leaf has the 2019 forgery pattern on an untrusted chain")
+        if ctl and ctl.agreement is ControlAgreement.VALID:
+            return Decision(Verdict.INTERCEPTED, out, 0.95, "R22-interception-weak-control-differs",
+                            (what, "the control saw a trusted chain", *notes))
+        return Decision(Verdict.INTERCEPTED, out, 0.7, "R21-interception-weak",
+                        (what, *notes))
+
+    if cert is CertOutcome.VALID:
+        reasons: tuple[str, ...] = ("chain valid in every trust store used",)
+        if ctl and ctl.outcome and ctl.outcome.startswith("cert/mismatch_vs_control"):
+            reasons += ("control saw a different chain: CDNs rotate keys, so this is a note only",)
+        return Decision(Verdict.OK, out, 0.95, "R30-valid", (*reasons, *notes))
+
+    if cert in _CERT_ANOMALY:
+        if ctl is None:
+            return Decision(Verdict.ANOMALY, out, 0.5, "R40-untrusted-no-control",
+                            ("chain not trusted; no control to tell interception from a "
+                             "misconfigured site", *notes))
+        if ctl.agreement is ControlAgreement.SAME:
+            return Decision(Verdict.OK, out, 0.8, "R41-untrusted-control-same",
+                            ("the control saw the same chain: the site is misconfigured everywhere",
+                             *notes))
+        return Decision(Verdict.INTERCEPTED, out, 0.85, "R42-untrusted-control-valid",
+                        ("chain not trusted here while the control saw a trusted chain", *notes))
+
+    if cert in _CERT_BENIGN or cert is CertOutcome.MISMATCH_VS_CONTROL:
+        if ctl is None:
+            return Decision(Verdict.ANOMALY, out, 0.2, "R50-benign-cert-no-control",
+                            ("a server-side certificate problem, not by itself interference",
+                             *notes))
+        if ctl.agreement is ControlAgreement.SAME:
+            return Decision(Verdict.OK, out, 0.7, "R51-benign-cert-control-same",
+                            ("the control saw the same: a server-side problem", *notes))
+        return Decision(Verdict.ANOMALY, out, 0.4, "R52-benign-cert-control-differs",
+                        ("differs from the control, but only in a way servers cause too", *notes))
+
+    if cert is CertOutcome.NO_CHAIN:
+        return Decision(Verdict.INCONCLUSIVE, out, 0.3, "R60-no-chain",
+                        ("handshake completed but no certificate chain was visible", *notes))
+
+    # A failure at a network stage (dns, tcp, tls, http) or an unknown outcome.
+    if outcome_class(out).startswith(("dns/", "tcp/", "tls/", "http/")):
+        if ctl is None:
+            return Decision(Verdict.ANOMALY, out, 0.4, "R70-failure-no-control",
+                            ("a network failure without a control: blocking or an outage", *notes))
+        if ctl.agreement is ControlAgreement.SAME:
+            return Decision(Verdict.DOWN, out, 0.8, "R71-failure-control-same",
+                            ("the control failed the same way: the site is down", *notes))
+        return Decision(Verdict.BLOCKED, out, 0.9, "R72-failure-control-succeeded",
+                        ("failed here while the control succeeded", *notes))
+
+    return Decision(Verdict.INCONCLUSIVE, out, 0.1, "R90-unclassified",
+                    (f"no rule for outcome {outcome_class(out)}", *notes))

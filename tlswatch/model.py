@@ -1,0 +1,297 @@
+"""Frozen records shared by every stage: the ``tlswatch/1`` record and its parts.
+
+The JSON shape is the contract (``tlswatch/schema/tlswatch-1.schema.json``): keys are
+stable, new keys may be added, none are renamed. Times are RFC 3339 UTC strings in the
+record; inside the program they are timezone-aware ``datetime`` objects or integer
+nanoseconds, never floats.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+__all__ = [
+    "SCHEMA",
+    "Attempts",
+    "CertFacts",
+    "Control",
+    "DnsInfo",
+    "Flow",
+    "HttpInfo",
+    "Interception",
+    "KeyInfo",
+    "Record",
+    "RstInfo",
+    "RunRecord",
+    "Target",
+    "TcpInfo",
+    "TlsInfo",
+    "Validation",
+    "Vantage",
+    "from_dict",
+    "rfc3339",
+    "to_dict",
+]
+
+SCHEMA = "tlswatch/1"
+
+Source = Literal["probe", "pcap", "ooni"]
+
+
+def rfc3339(t: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z`` suffix; microseconds only when present."""
+    if t.tzinfo is None:
+        raise ValueError("naive datetime: tlswatch times must carry a timezone")
+    t = t.astimezone(UTC)
+    fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if t.microsecond else "%Y-%m-%dT%H:%M:%SZ"
+    return t.strftime(fmt)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    domain: str | None = None
+    sni: str | None = None
+    ip: str | None = None
+    port: int = 443
+
+
+@dataclass(frozen=True, slots=True)
+class Vantage:
+    name: str = "local"
+    kind: str = "local"
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    client_ip: str
+    client_port: int
+    server_ip: str
+    server_port: int
+    transport: str = "tcp"
+
+
+@dataclass(frozen=True, slots=True)
+class DnsInfo:
+    resolver: str | None = None
+    answers: tuple[str, ...] = ()
+    failure: str | None = None
+    rcode: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RstInfo:
+    ttl: int | None = None
+    ip_id: int | None = None
+    injected_evidence: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TcpInfo:
+    failure: str | None = None
+    connect_ms: float | None = None
+    rst: RstInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TlsInfo:
+    version: str | None = None
+    cipher: str | None = None
+    alpn: str | None = None
+    alert: str | None = None
+    failure: str | None = None
+    history: str | None = None
+    ja3: str | None = None
+    ja3s: str | None = None
+    ja4: str | None = None
+    handshake_ms: float | None = None
+    bytes_read: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpInfo:
+    status: int | None = None
+    title: str | None = None
+    body_sha256: str | None = None
+    body_len: int | None = None
+    blockpage: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    type: str
+    bits: int | None = None
+    exponent: int | None = None
+    curve: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CertFacts:
+    """What one presented certificate says about itself (peer data: treat as hostile)."""
+
+    sha256: str
+    der_b64: str
+    spki_sha256: str | None = None
+    subject: str | None = None
+    issuer: str | None = None
+    serial: str | None = None
+    not_before: str | None = None
+    not_after: str | None = None
+    key: KeyInfo | None = None
+    sans: tuple[str, ...] = ()
+    sct: bool = False
+    extensions: tuple[str, ...] = ()
+    self_signed: bool = False
+    ski: str | None = None
+    aki: str | None = None
+    is_ca: bool | None = None
+    parse_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Validation:
+    """The result of validating one chain against one trust store at one time."""
+
+    store: str
+    store_version: str
+    trusted: bool
+    at: str
+    error: str | None = None
+    anchor_sha256: str | None = None
+    anchor_subject: str | None = None
+    hostname_ok: bool | None = None
+    path_len: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Interception:
+    matched: bool
+    label: str | None = None
+    incident: str | None = None
+    matched_sha256: str | None = None
+    evidence: str | None = None
+    pattern: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    kind: str
+    outcome: str | None = None
+    tls: TlsInfo | None = None
+    chain: tuple[CertFacts, ...] = ()
+    target: Target | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempts:
+    count: int = 1
+    agreeing: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One observation and its verdict."""
+
+    id: str
+    run_id: str
+    source: str
+    time: str
+    target: Target
+    vantage: Vantage = field(default_factory=Vantage)
+    flow: Flow | None = None
+    dns: DnsInfo | None = None
+    tcp: TcpInfo | None = None
+    tls: TlsInfo | None = None
+    http: HttpInfo | None = None
+    chain: tuple[CertFacts, ...] = ()
+    validation: tuple[Validation, ...] = ()
+    interception: Interception | None = None
+    control: Control | None = None
+    attempts: Attempts | None = None
+    verdict: str = "inconclusive"
+    outcome: str = "setup/system_failure"
+    confidence: float = 0.0
+    rule_id: str | None = None
+    rules_version: str | None = None
+    reasons: tuple[str, ...] = ()
+    anomalies: tuple[str, ...] = ()
+    schema: str = SCHEMA
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One per output (and one more per resume): how the results were made."""
+
+    run_id: str
+    tool: str
+    tool_version: str
+    started: str
+    command: tuple[str, ...] = ()
+    ended: str | None = None
+    rules_version: str | None = None
+    registry_version: str | None = None
+    stores: tuple[tuple[str, str], ...] = ()
+    openssl: str | None = None
+    vantage: Vantage | None = None
+    resumed: bool = False
+    kind: str = "run"
+    schema: str = SCHEMA
+
+
+def to_dict(obj: Any) -> Any:
+    """JSON-ready dict of a record. Absent (None) top-level sections are omitted."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out: dict[str, Any] = {}
+        top = isinstance(obj, Record | RunRecord)
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if top and value is None:
+                continue
+            out[f.name] = to_dict(value)
+        if isinstance(obj, RunRecord):
+            out["stores"] = [{"name": n, "version": v} for n, v in obj.stores]
+        return out
+    if isinstance(obj, tuple | list):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+T = TypeVar("T")
+
+
+def _convert(tp: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _convert(args[0], value) if len(args) == 1 else value
+    if origin is tuple:
+        targs = typing.get_args(tp)
+        inner = targs[0] if targs else Any
+        if inner is tuple or typing.get_origin(inner) is tuple:
+            return tuple(tuple(v) for v in value)
+        return tuple(_convert(inner, v) for v in value)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return from_dict(tp, value)
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Rebuild a record (or part) from its JSON dict; unknown keys are ignored (forward compat)."""
+    if not isinstance(data, dict):
+        raise TypeError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name not in data:
+            continue
+        if cls is RunRecord and f.name == "stores":
+            kwargs["stores"] = tuple((s["name"], s["version"]) for s in data["stores"])
+            continue
+        kwargs[f.name] = _convert(hints[f.name], data[f.name])
+    return cls(**kwargs)
