@@ -1,0 +1,102 @@
+"""Sans-IO TLS wire parsing: records, handshake reassembly, hello/certificate/alert decoding,
+JA3/JA3S/JA4 fingerprints. Bytes in, events out; no sockets, files or clocks here.
+
+Typical use (a probe or the capture analyser)::
+
+    conn = TLSConnection()
+    conn.feed_client(client_bytes)   # in arrival order, either side, any chunking
+    conn.feed_server(server_bytes)
+    conn.server_hello, conn.certificates, conn.history, conn.ja4
+"""
+
+from .alerts import ALERT_NAMES, alert_name
+from .certificate import CertificateMessage, decode_certificate
+from .connection import HISTORY_LETTERS, TLSConnection, history_letter
+from .events import (
+    AlertEvent,
+    CertificateEvent,
+    ChangeCipherSpecEvent,
+    ClientHelloEvent,
+    EncryptedRecordEvent,
+    EndOfStreamEvent,
+    Event,
+    HandshakeMessageEvent,
+    HelloRetryRequestEvent,
+    InvalidEvent,
+    ServerHelloEvent,
+)
+from .fingerprints import ja3, ja3_string, ja3s, ja3s_string, ja4, ja4_o, ja4_r, ja4_ro
+from .handshake import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    HandshakeMessage,
+    HandshakeReassembler,
+    HandshakeType,
+    OversizedMessage,
+)
+from .hello import (
+    HRR_RANDOM,
+    ClientHello,
+    DecodeError,
+    Extension,
+    ExtensionType,
+    ServerHello,
+    decode_client_hello,
+    decode_server_hello,
+    decode_sslv2_client_hello,
+    is_grease,
+)
+from .parser import Role, Status, TLSParser, decode_handshake_message
+from .records import MAX_RECORD_LENGTH, ContentType, Detection, check_record_header, looks_like_tls
+
+__all__ = [
+    "ALERT_NAMES",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "HISTORY_LETTERS",
+    "HRR_RANDOM",
+    "MAX_RECORD_LENGTH",
+    "AlertEvent",
+    "CertificateEvent",
+    "CertificateMessage",
+    "ChangeCipherSpecEvent",
+    "ClientHello",
+    "ClientHelloEvent",
+    "ContentType",
+    "DecodeError",
+    "Detection",
+    "EncryptedRecordEvent",
+    "EndOfStreamEvent",
+    "Event",
+    "Extension",
+    "ExtensionType",
+    "HandshakeMessage",
+    "HandshakeMessageEvent",
+    "HandshakeReassembler",
+    "HandshakeType",
+    "HelloRetryRequestEvent",
+    "InvalidEvent",
+    "OversizedMessage",
+    "Role",
+    "ServerHello",
+    "ServerHelloEvent",
+    "Status",
+    "TLSConnection",
+    "TLSParser",
+    "alert_name",
+    "check_record_header",
+    "decode_certificate",
+    "decode_client_hello",
+    "decode_handshake_message",
+    "decode_server_hello",
+    "decode_sslv2_client_hello",
+    "history_letter",
+    "is_grease",
+    "ja3",
+    "ja3_string",
+    "ja3s",
+    "ja3s_string",
+    "ja4",
+    "ja4_o",
+    "ja4_r",
+    "ja4_ro",
+    "looks_like_tls",
+]
