@@ -12,8 +12,11 @@ SAME = ControlView("sni", ControlAgreement.SAME)
 VALID = ControlView("path", ControlAgreement.VALID, "cert/valid")
 FAILED = ControlView("path", ControlAgreement.FAILED, "tcp/timeout")
 
-V, I, B, A, D, N = (  # noqa: E741 -- one letter per table column keeps rows shortVerdict.OK, Verdict.INTERCEPTED, Verdict.BLOCKED, Verdict.ANOMALY,
-                    Verdict.DOWN, Verdict.INCONCLUSIVE)
+# One letter per table column keeps the rows short.
+V, I, B, A, D, N = (  # noqa: E741
+    Verdict.OK, Verdict.INTERCEPTED, Verdict.BLOCKED, Verdict.ANOMALY,
+    Verdict.DOWN, Verdict.INCONCLUSIVE,
+)
 
 KNOWN = "cert/known_interception_ca:kz-2019-qaznet-root"
 

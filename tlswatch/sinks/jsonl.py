@@ -133,10 +133,10 @@ def read_jsonl(path: Path, *, strict: bool = False) -> Iterator[dict[str, Any]]:
             except json.JSONDecodeError as e:
                 if strict:
                     raise JsonlError(f"{path}: line {lineno}: not JSON ({e.msg})") from None
+                continue
             except UnicodeDecodeError:
                 if strict:
                     raise JsonlError(f"{path}: line {lineno}: not UTF-8") from None
-                continue
                 continue
             if not isinstance(obj, dict):
                 if strict:

@@ -1,0 +1,33 @@
+"""The ``tlswatch`` command group. Commands live in their own modules; no protocol logic here."""
+
+from __future__ import annotations
+
+import click
+
+from tlswatch import __version__
+
+__all__ = ["cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="tlswatch")
+def cli() -> None:
+    """Detect TLS interception and blocking from live probes and packet captures.
+
+    Every command writes tlswatch/1 records (JSON Lines) or reads them.
+    """
+
+
+def _register() -> None:
+    from tlswatch.cli.anchors import anchors
+    from tlswatch.cli.verify import verify
+
+    cli.add_command(verify)
+    cli.add_command(anchors)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="tlswatch")
