@@ -70,6 +70,22 @@ def test_real_qaznet_root_in_the_chain_is_verified_evidence(public_store: TrustS
     assert decide(j).confidence >= 0.99
 
 
+def test_forgery_pattern_from_an_unknown_ca_is_intercepted(public_store: TrustStore) -> None:
+    import random
+
+    from tlswatch.testing import forge_2019
+
+    ca = F.root("C=ZZ,O=Unlisted Box,CN=Box Root", key_name="unlisted-box")
+    origin = F.legitimate("vk.com").chain[0]
+    leaf = forge_2019(origin, ca.cert, ca.key, random.Random(1))
+    j = ChainJudge([public_store], REGISTRY).judge(_ders([leaf, ca.cert]), host="vk.com",
+                                                   at=F.now)
+    assert j.outcome == "cert/forgery_pattern"
+    assert j.interception.evidence == "forgery_pattern" and not j.interception.label
+    d = decide(j)
+    assert d.verdict is Verdict.INTERCEPTED and d.rule_id == "R21-interception-weak"
+
+
 def test_random_ca_forgery_needs_the_pattern_or_a_control(public_store: TrustStore) -> None:
     sc = F.forged_random_ca("facebook.com")
     judge = ChainJudge([public_store], REGISTRY)

@@ -65,7 +65,9 @@ def anchors_dir() -> Path:
     env = os.environ.get("TLSWATCH_ANCHORS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "trust_anchors"
+    # tlswatch/_anchors is a symlink to the repo's trust_anchors/ in a checkout and a real
+    # copy inside a built wheel.
+    return Path(__file__).resolve().parents[1] / "_anchors"
 
 
 def cert_sha256(cert: x509.Certificate) -> str:
