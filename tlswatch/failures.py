@@ -92,6 +92,7 @@ class CertOutcome(StrEnum):
 
 class HttpFailure(StrEnum):
     BLOCKPAGE = "blockpage"  # detail: fingerprint id
+    SERVER_SIDE = "server_side"  # the site itself refuses us (CDN captcha, 403/451 geo-block)
     FAILED = "failed"
 
 

@@ -58,6 +58,8 @@ TABLE = [
     (Seen("tls/alert:handshake_failure"), VALID, B, "R72-failure-control-succeeded"),
     (Seen("tls/not_tls", blockpage="kz-blockpage-1"), NONE, B, "R10-known-blockpage"),
     (Seen(KNOWN, "verified_signature", captive_portal=True), NONE, N, "R00-captive-portal"),
+    (Seen("http/server_side:cdn-captcha", server_side="cdn-captcha"), VALID, A,
+     "R11-server-side-block"),
     (Seen("cert/no_chain"), NONE, N, "R60-no-chain"),
     (Seen("weird/thing"), NONE, N, "R90-unclassified"),
 ]

@@ -45,12 +45,14 @@ class Seen:
     ``outcome``: the ``stage/class[:detail]`` of the observation, e.g. ``tls/reset`` or
     ``cert/untrusted_root:Some CA``. ``interception_evidence`` is set when the registry or
     the 2019 forgery pattern matched (``verified_signature``, ``issuer_name_only``,
-    ``forgery_pattern``). ``blockpage``: the id of a known blockpage fingerprint.
+    ``forgery_pattern``). ``blockpage``: the id of a known blockpage fingerprint;
+    ``server_side``: the id of a known server-side refusal (a CDN captcha, a geo-block).
     """
 
     outcome: str
     interception_evidence: str | None = None
     blockpage: str | None = None
+    server_side: str | None = None
     captive_portal: bool = False
     chain_trusted: bool = False
 
@@ -102,6 +104,11 @@ def classify(seen: Seen, control: ControlView | None = None) -> Decision:
     if seen.blockpage:
         return Decision(Verdict.BLOCKED, out, 0.95, "R10-known-blockpage",
                         (f"body matches known blockpage {seen.blockpage}", *notes))
+
+    if seen.server_side:
+        return Decision(Verdict.ANOMALY, out, 0.3, "R11-server-side-block",
+                        (f"the site itself refused us ({seen.server_side}): server-side, "
+                         "not censorship", *notes))
 
     cert = _cert_class(out)
     if seen.interception_evidence == "verified_signature":
