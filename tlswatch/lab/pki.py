@@ -1,0 +1,124 @@
+"""The lab's certificates: the "public" PKI of the origins, the 2019 KZ chain and forger,
+and sslsplit's CA — all from the seeded :class:`~tlswatch.testing.CertFactory`.
+
+SSL contexts need files, so chains and (test-only) keys are written under the lab workdir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ssl
+from datetime import datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from tlswatch.testing import CertFactory, Issued, derive_key, to_pem, write_store_pem
+from tlswatch.testing.keys import RSA_2048_E3
+
+__all__ = ["LabPKI", "origin_hosts"]
+
+
+def origin_hosts(domain: str) -> list[str]:
+    """SANs of an origin's leaf: the domain and its ``www.`` name."""
+    return [domain] if domain.startswith("www.") else [domain, "www." + domain]
+
+
+def _key_pem(issued: Issued) -> bytes:
+    return issued.key_pem
+
+
+class LabPKI:
+    def __init__(self, seed: int, now: datetime, workdir: Path, send_kz_root: bool) -> None:
+        self.factory = CertFactory(seed=seed, now=now)
+        self.seed = seed
+        self.dir = workdir / "pki"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.send_kz_root = send_kz_root
+        self.public_root = self.factory.public_root()
+        self.public_ca = self.factory.public_ca()
+        # RSA-4096 root: from the committed key cache for seed 0, seconds otherwise.
+        self.kz_root = self.factory.kz_root()
+        self.kz_ca = self.factory.kz_intermediate()
+        self.store_path = write_store_pem(workdir / "lab-public-root.pem", [self.public_root.cert])
+        self._forged: dict[tuple[str, bytes], asyncio.Future[ssl.SSLContext]] = {}
+        self.forged_leaves: dict[str, x509.Certificate] = {}
+
+    # -- origins -----------------------------------------------------------------------
+
+    def origin_context(self, domain: str) -> tuple[ssl.SSLContext, Issued]:
+        leaf = self.factory.leaf(self.public_ca, origin_hosts(domain))
+        ctx = self._server_context(f"origin-{domain}", [leaf.cert, self.public_ca.cert], leaf)
+        return ctx, leaf
+
+    def _server_context(
+        self, name: str, chain: list[x509.Certificate], leaf: Issued | None, key_pem: bytes = b""
+    ) -> ssl.SSLContext:
+        cert_file = self.dir / f"{name}.chain.pem"
+        key_file = self.dir / f"{name}.key.pem"
+        cert_file.write_bytes(to_pem(chain))
+        key_file.write_bytes(_key_pem(leaf) if leaf is not None else key_pem)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert_file, key_file)
+        return ctx
+
+    # -- the 2019 forger -----------------------------------------------------------------
+
+    def kz_chain(self) -> list[x509.Certificate]:
+        """What follows the forged leaf: Security Certificate CA [, Qaznet root]."""
+        return [self.kz_ca.cert, self.kz_root.cert] if self.send_kz_root else [self.kz_ca.cert]
+
+    def _forge_sync(self, host: str, origin_der: bytes) -> ssl.SSLContext:
+        origin = x509.load_der_x509_certificate(origin_der)
+        forged = self.factory.forge_2019(origin, host=host)
+        key = derive_key(self.seed, "kz2019-host:" + host.lower(), RSA_2048_E3)
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        tag = hashlib.sha256(origin_der).hexdigest()[:12]
+        self.forged_leaves[host] = forged
+        return self._server_context(
+            f"forged-{host}-{tag}", [forged, *self.kz_chain()], None, key_pem
+        )
+
+    async def forged_context(self, host: str, origin_der: bytes) -> ssl.SSLContext:
+        """The TLS server context for ``host``, forged from the origin's leaf (cached).
+
+        Key derivation is pure Python (~0.1-0.4 s per host, once), so it runs in a thread.
+        """
+        cache_key = (host, hashlib.sha256(origin_der).digest())
+        fut = self._forged.get(cache_key)
+        if fut is None:
+            loop = asyncio.get_running_loop()
+            fut = asyncio.ensure_future(
+                loop.run_in_executor(None, self._forge_sync, host, origin_der)
+            )
+            self._forged[cache_key] = fut
+        try:
+            return await asyncio.shield(fut)
+        except Exception:
+            self._forged.pop(cache_key, None)
+            raise
+
+    # -- sslsplit ------------------------------------------------------------------------
+
+    def sslsplit_ca(self) -> tuple[Path, Path, x509.Certificate]:
+        """A CA with a seed-derived name that is in no registry: (cert file, key file, cert)."""
+        tag = hashlib.sha256(f"sslsplit-ca|{self.seed}".encode()).hexdigest()[:8]
+        ca = self.factory.root(f"O=Lab Corp {tag},CN=Lab Corp {tag} Inspection CA")
+        cert_file = self.dir / "sslsplit-ca.crt"
+        key_file = self.dir / "sslsplit-ca.key"
+        cert_file.write_bytes(ca.pem)
+        key_file.write_bytes(
+            ca.key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption(),
+            )
+        )
+        key_file.chmod(0o644)  # sslsplit may drop privileges before reading; test key only
+        return cert_file, key_file, ca.cert
