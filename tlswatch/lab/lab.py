@@ -269,6 +269,9 @@ class Lab:
             await dns.close()
         self._dns.clear()
         await self._stop_services()
+        if self.pki is not None:
+            pki = self.pki
+            await asyncio.get_running_loop().run_in_executor(None, pki.close)
         if self._own_workdir and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self._own_workdir = False

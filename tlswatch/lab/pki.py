@@ -7,6 +7,8 @@ SSL contexts need files, so chains and (test-only) keys are written under the la
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import multiprocessing
 import hashlib
 import ssl
 from datetime import datetime
@@ -16,9 +18,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tlswatch.testing import CertFactory, Issued, derive_key, to_pem, write_store_pem
-from tlswatch.testing.keys import RSA_2048_E3
+from tlswatch.testing.keys import RSA_2048_E3, PrivateKey, cached_key
 
-__all__ = ["LabPKI", "origin_hosts"]
+__all__ = ["LabPKI", "host_key_pem", "origin_hosts"]
 
 
 def origin_hosts(domain: str) -> list[str]:
@@ -29,6 +31,16 @@ def origin_hosts(domain: str) -> list[str]:
 def _key_pem(issued: Issued) -> bytes:
     return issued.key_pem
 
+
+
+def host_key_pem(seed: int, host: str) -> bytes:
+    """The 2019 forger's RSA-2048 e=3 key for ``host`` as PKCS#8 PEM (runs in a worker)."""
+    return _pkcs8(derive_key(seed, "kz2019-host:" + host.lower(), RSA_2048_E3))
+
+
+def _pkcs8(key: PrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
 
 class LabPKI:
     def __init__(self, seed: int, now: datetime, workdir: Path, send_kz_root: bool) -> None:
@@ -44,6 +56,7 @@ class LabPKI:
         self.kz_ca = self.factory.kz_intermediate()
         self.store_path = write_store_pem(workdir / "lab-public-root.pem", [self.public_root.cert])
         self._forged: dict[tuple[str, bytes], asyncio.Future[ssl.SSLContext]] = {}
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self.forged_leaves: dict[str, x509.Certificate] = {}
 
     # -- origins -----------------------------------------------------------------------
@@ -70,15 +83,9 @@ class LabPKI:
         """What follows the forged leaf: Security Certificate CA [, Qaznet root]."""
         return [self.kz_ca.cert, self.kz_root.cert] if self.send_kz_root else [self.kz_ca.cert]
 
-    def _forge_sync(self, host: str, origin_der: bytes) -> ssl.SSLContext:
+    def _forge_sync(self, host: str, origin_der: bytes, key_pem: bytes) -> ssl.SSLContext:
         origin = x509.load_der_x509_certificate(origin_der)
         forged = self.factory.forge_2019(origin, host=host)
-        key = derive_key(self.seed, "kz2019-host:" + host.lower(), RSA_2048_E3)
-        key_pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
         tag = hashlib.sha256(origin_der).hexdigest()[:12]
         self.forged_leaves[host] = forged
         return self._server_context(
@@ -88,21 +95,39 @@ class LabPKI:
     async def forged_context(self, host: str, origin_der: bytes) -> ssl.SSLContext:
         """The TLS server context for ``host``, forged from the origin's leaf (cached).
 
-        Key derivation is pure Python (~0.1-0.4 s per host, once), so it runs in a thread.
+        A host key not in the bundled cache takes ~0.1-0.4 s of pure Python: it is derived
+        in a worker *process*, so neither the lab's loop nor a probe sharing this process
+        is starved of the GIL while dozens of hosts are forged at once.
         """
         cache_key = (host, hashlib.sha256(origin_der).digest())
         fut = self._forged.get(cache_key)
         if fut is None:
-            loop = asyncio.get_running_loop()
-            fut = asyncio.ensure_future(
-                loop.run_in_executor(None, self._forge_sync, host, origin_der)
-            )
+            fut = asyncio.ensure_future(self._forge(host, origin_der))
             self._forged[cache_key] = fut
         try:
             return await asyncio.shield(fut)
         except Exception:
             self._forged.pop(cache_key, None)
             raise
+
+    async def _forge(self, host: str, origin_der: bytes) -> ssl.SSLContext:
+        loop = asyncio.get_running_loop()
+        cached = cached_key(self.seed, "kz2019-host:" + host.lower(), RSA_2048_E3)
+        key_pem = (_pkcs8(cached) if cached is not None else
+                   await loop.run_in_executor(self._procs(), host_key_pem, self.seed, host))
+        return await loop.run_in_executor(None, self._forge_sync, host, origin_der, key_pem)
+
+    def _procs(self) -> concurrent.futures.Executor:
+        if self._pool is None:
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=2, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the key-derivation workers."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     # -- sslsplit ------------------------------------------------------------------------
 

@@ -30,6 +30,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 __all__ = [
     "BUNDLED_DIR",
+    "bundle_key",
+    "cached_key",
     "EC_P256",
     "KEY_CACHE_ENV",
     "RSA_2048",
@@ -170,6 +172,13 @@ def _file_name(seed: int, name: str, spec: KeySpec) -> str:
     return f"rsa{spec.bits}-e{spec.exponent}-{digest}.pem"
 
 
+def bundle_key(seed: int, name: str, spec: KeySpec, directory: Path = BUNDLED_DIR) -> Path:
+    """Derive an RSA key from scratch and store it in the bundled cache (maintainers only)."""
+    path = directory / _file_name(seed, name, spec)
+    _store_cached(path, derive_rsa_uncached(seed, name, spec))
+    return path
+
+
 def _disk_path(seed: int, name: str, spec: KeySpec) -> Path | None:
     where = os.environ.get(KEY_CACHE_ENV)
     return Path(where) / _file_name(seed, name, spec) if where else None
@@ -208,6 +217,17 @@ def _store_cached(path: Path, key: rsa.RSAPrivateKey) -> None:
         os.replace(tmp, path)
     except OSError:
         pass  # the cache is an optimisation only
+
+
+def cached_key(seed: int, name: str, spec: KeySpec) -> PrivateKey | None:
+    """The key if it is cheap to have now (EC, bundled or in the disk cache), else None."""
+    if spec.kind == "ec":
+        return derive_key(seed, name, spec)
+    bundled = _load_cached(BUNDLED_DIR / _file_name(seed, name, spec), spec)
+    if bundled is not None:
+        return bundled
+    path = _disk_path(seed, name, spec)
+    return _load_cached(path, spec) if path is not None else None
 
 
 @lru_cache(maxsize=512)
