@@ -71,3 +71,11 @@ def test_server_side_captcha_is_not_censorship() -> None:
                      http=HttpInfo(status=403, title="Attention Required! | Cloudflare")))
     assert (d["verdict"], d["rule_id"]) == ("anomaly", "R11-server-side-block")
     assert d["http"]["blockpage"] == "cdn-cloudflare-challenge"  # type: ignore[index]
+
+
+def test_an_http_failure_after_the_handshake_does_not_hide_the_chain() -> None:
+    d = _record(_obs(chain_der=_ders(F.forged_2019("facebook.com").chain),
+                     failure="http/failed:timeout"))
+    assert d["verdict"] == "intercepted" and d["outcome"].startswith(  # type: ignore[union-attr]
+        "cert/known_interception_ca")
+    assert "after the handshake: http/failed:timeout" in d["anomalies"]  # type: ignore[operator]

@@ -29,9 +29,15 @@ class JudgedObservation:
     blockpage: BlockpageMatch | None
 
     @property
+    def handshake_done(self) -> bool:
+        """The TLS handshake completed (a later HTTP failure does not undo that)."""
+        failure = self.obs.failure
+        return self.chain is not None and (failure is None or failure.startswith("http/"))
+
+    @property
     def side(self) -> ChainJudgement | str:
         """What :func:`compare_with_control` compares: the chain, or the failure."""
-        return self.chain if self.chain is not None and self.obs.failure is None else self.outcome
+        return self.chain if self.chain is not None and self.handshake_done else self.outcome
 
 
 def judge_observation(obs: ProbeObservation, judge: ChainJudge) -> JudgedObservation:
@@ -41,10 +47,12 @@ def judge_observation(obs: ProbeObservation, judge: ChainJudge) -> JudgedObserva
         chain = judge.judge(obs.chain_der, host=host, at=obs.started)
     body_evidence = obs.non_tls_prefix or b""
     bp = match_blockpage(obs.http, body_evidence)
-    if obs.failure is not None:
-        out = obs.failure
-    elif chain is not None:
+    if chain is not None and (obs.failure is None or obs.failure.startswith("http/")):
+        # The chain is the finding; an HTTP failure after the handshake is only a note
+        # (an interceptor relaying slowly must still come out intercepted).
         out = chain.outcome
+    elif obs.failure is not None:
+        out = obs.failure
     else:
         out = outcome(Stage.CERT, CertOutcome.NO_CHAIN)
     if bp is not None:
@@ -67,14 +75,14 @@ def probe_record(
     view: ControlView | None = None
     if control is not None:
         view = compare_with_control(seen.side, control.side, control_kind)
-    evidence = seen.chain.evidence if seen.chain is not None and seen.obs.failure is None else None
+    evidence = seen.chain.evidence if seen.chain is not None and seen.handshake_done else None
     server_side = seen.blockpage is not None and seen.blockpage.kind != "blockpage"
     decision = classify(Seen(
         seen.outcome, evidence,
         blockpage=seen.blockpage.id if seen.blockpage and not server_side else None,
         server_side=seen.blockpage.id if server_side and seen.blockpage else None,
         captive_portal=captive_portal,
-        chain_trusted=bool(seen.chain and seen.chain.trusted and seen.obs.failure is None),
+        chain_trusted=bool(seen.chain and seen.chain.trusted and seen.handshake_done),
     ), view)
     o = seen.obs
     ctl = None
@@ -95,6 +103,8 @@ def probe_record(
         verdict=decision.verdict.value, outcome=decision.outcome,
         confidence=decision.confidence, rule_id=decision.rule_id,
         rules_version=decision.rules_version, reasons=decision.reasons,
-        anomalies=o.anomalies + (seen.chain.anomalies if seen.chain else ()),
+        anomalies=(o.anomalies + (seen.chain.anomalies if seen.chain else ())
+                   + ((f"after the handshake: {o.failure}",)
+                      if o.failure and o.failure.startswith("http/") else ())),
     )
     return rec, decision
