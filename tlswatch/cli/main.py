@@ -21,10 +21,12 @@ def cli() -> None:
 def _register() -> None:
     from tlswatch.cli.anchors import anchors
     from tlswatch.cli.lab import lab
+    from tlswatch.cli.probe import probe
     from tlswatch.cli.verify import verify
 
     cli.add_command(verify)
     cli.add_command(anchors)
+    cli.add_command(probe)
     cli.add_command(lab)
 
 

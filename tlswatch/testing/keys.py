@@ -30,8 +30,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 __all__ = [
     "BUNDLED_DIR",
-    "bundle_key",
-    "cached_key",
     "EC_P256",
     "KEY_CACHE_ENV",
     "RSA_2048",
@@ -39,6 +37,8 @@ __all__ = [
     "RSA_4096",
     "KeySpec",
     "PrivateKey",
+    "bundle_key",
+    "cached_key",
     "derive_key",
     "derive_rsa_uncached",
 ]
