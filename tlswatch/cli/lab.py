@@ -73,3 +73,62 @@ def up(config: Path | None, targets: Path | None, port: int | None, seed: int | 
     except (LabError, LabConfigError) as e:
         raise InputError(str(e)) from None
     raise SystemExit(code)
+
+
+@lab.command("demo")
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=Path("tlswatch-demo"), show_default=True,
+              help="Where the results (results.jsonl), the capture (demo.pcap) and the TLS "
+                   "key log (keylog.txt) are left.")
+@click.option("--tls-timeout", type=click.FloatRange(0.1, 60), default=3.0, show_default=True,
+              help="Seconds to wait for a ServerHello (silently dropped domains take this).")
+@common_options
+def demo(out_dir: Path, tls_timeout: float, config: Path | None, targets: Path | None,
+         port: int | None, seed: int | None, now_text: str | None) -> None:
+    """Start the lab, probe the 2019 target list through it with a control path, and print
+    each domain's verdict next to what the lab did to it.
+
+    Targeted domains must come out intercepted (known CA: the Qaznet-named lab root),
+    sslsplit's domains intercepted (control path), untargeted and in-country ones ok (one is
+    served by a private CA on every path: still ok), and blocked ones blocked with how.
+    Exit 0 when every verdict is as expected, 1 otherwise.
+    """
+    import sys
+
+    from tlswatch.lab.demo import run_demo
+    from tlswatch.textsafe import terminal_safe
+
+    # Validate here for a clean one-line error; the lab itself runs as a child process.
+    lab_config_from_options(config, targets, port, seed,
+                            parse_time(now_text) if now_text else None)
+    lab_args: list[str] = []
+    for flag, value in (("--config", config), ("--targets", targets), ("--port", port),
+                        ("--seed", seed), ("--now", now_text)):
+        if value is not None:
+            lab_args += [flag, str(value)]
+    try:
+        result = run_demo(out_dir, lab_args, tls_timeout=tls_timeout, command=tuple(sys.argv[1:]),
+                          log=lambda s: click.echo(s, err=True))
+    except (LabError, LabConfigError) as e:
+        raise InputError(str(e)) from None
+    header = f"{'domain':<28} {'how measured':<20} {'lab did':<22} {'verdict':<12} outcome"
+    click.echo(header)
+    click.echo("-" * len(header))
+    for r in result.rows:
+        mark = "" if r.ok else f"   <-- expected {r.expected}"
+        click.echo(f"{terminal_safe(r.domain, 28):<28} {r.style:<20} {r.lab_path:<22} "
+                   f"{r.record.verdict:<12} {terminal_safe(r.record.outcome, 60)}{mark}")
+    verdicts: dict[str, int] = {}
+    for r in result.rows:
+        verdicts[r.record.verdict] = verdicts.get(r.record.verdict, 0) + 1
+    click.echo("")
+    click.echo("verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())))
+    click.echo(f"results: {out_dir / 'results.jsonl'}   key log: {out_dir / 'keylog.txt'}   "
+               + (f"capture: {result.capture}" if result.capture else result.capture_note))
+    bad = result.failures
+    if bad:
+        click.echo(f"demo: {len(bad)} of {len(result.rows)} verdicts differ from what the lab "
+                   "did", err=True)
+        raise SystemExit(1)
+    click.echo(f"demo: all {len(result.rows)} verdicts match what the lab did "
+               f"({result.elapsed_s:.1f} s)")

@@ -29,6 +29,7 @@ __all__ = [
     "BLOCK_METHODS",
     "DEFAULT_BLOCKERS",
     "DEFAULT_INCOUNTRY",
+    "DEFAULT_PRIVATE_CA_DOMAINS",
     "DEFAULT_SSLSPLIT_DOMAINS",
     "DEFAULT_UNTARGETED",
     "DNS_BLOCK_METHODS",
@@ -59,6 +60,8 @@ HOSTILE_KINDS = ("silent", "slow", "garbage", "hugechain", "midclose")
 DEFAULT_UNTARGETED = ("example.org", "wikipedia.org", "lab-untargeted.test")
 DEFAULT_INCOUNTRY = ("kz-host-1.kz", "kz-host-2.kz", "kz-host-3.kz")
 DEFAULT_SSLSPLIT_DOMAINS = ("example.net", "lab-sslsplit.test")
+# Served on every path by a CA no store knows: a detector must not call it interception.
+DEFAULT_PRIVATE_CA_DOMAINS = ("lab-private-ca.test",)
 DEFAULT_BLOCKERS: Mapping[str, tuple[str, ...]] = {
     "reset": ("blocked-reset.test",),
     "drop": ("blocked-drop.test",),
@@ -133,6 +136,8 @@ class LabConfig:
     #: "auto": run sslsplit when installed; "required": fail without it; "off".
     sslsplit: Literal["auto", "required", "off"] = "auto"
     sslsplit_domains: tuple[str, ...] = DEFAULT_SSLSPLIT_DOMAINS
+    #: Untargeted names whose origin's chain comes from a private CA (the same on every path).
+    private_ca_domains: tuple[str, ...] = DEFAULT_PRIVATE_CA_DOMAINS
     #: Send the Qaznet root after the Security Certificate CA (the 2019 box sent leaf+CA).
     send_kz_root: bool = True
     #: Upper bound for every hold (drop, silent, stalled hostile servers), seconds.
@@ -192,7 +197,7 @@ def _validate(cfg: LabConfig, where: str) -> None:
             if d in seen:
                 raise bad(f"blockers.{method}", f"{d} is already blocked by {seen[d]}")
             seen[d] = method
-    for key in ("untargeted", "incountry", "sslsplit_domains"):
+    for key in ("untargeted", "incountry", "sslsplit_domains", "private_ca_domains"):
         for d in getattr(cfg, key):
             if not _is_name(d):
                 raise bad(key, f"not a domain name: {d!r}")
@@ -202,7 +207,7 @@ def _validate(cfg: LabConfig, where: str) -> None:
 
 
 _FIELDS = {f.name for f in fields(LabConfig)}
-_TUPLES = ("untargeted", "incountry", "sslsplit_domains")
+_TUPLES = ("untargeted", "incountry", "sslsplit_domains", "private_ca_domains")
 
 
 def load_config(path: str | Path, **overrides: Any) -> LabConfig:

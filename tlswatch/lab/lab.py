@@ -68,6 +68,7 @@ class Lab:
             cfg.untargeted,
             cfg.incountry,
             cfg.sslsplit_domains,
+            cfg.private_ca_domains,
             self.blocked,
         ):
             names += [n for n in group if n not in names]
@@ -181,7 +182,7 @@ class Lab:
 
     def _origin_ctx(self, domain: str) -> Any:
         assert self.pki is not None
-        return self.pki.origin_context(domain)[0]
+        return self.pki.origin_context(domain, private=domain in self.config.private_ca_domains)[0]
 
     async def _start_services(self, contexts: dict[str, Any]) -> None:
         cfg, plan, pki = self.config, self.plan, self.pki
@@ -298,6 +299,8 @@ class Lab:
                 role, path = "target", "kz2019"
             elif name in cfg.incountry:
                 role, path = "incountry", "splice"
+            elif name in cfg.private_ca_domains:
+                role, path = "private_ca", "splice"
             else:
                 role, path = "untargeted", "splice"
             domains[name] = {

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import multiprocessing
 import hashlib
+import multiprocessing
 import ssl
 from datetime import datetime
 from pathlib import Path
@@ -61,10 +61,18 @@ class LabPKI:
 
     # -- origins -----------------------------------------------------------------------
 
-    def origin_context(self, domain: str) -> tuple[ssl.SSLContext, Issued]:
-        leaf = self.factory.leaf(self.public_ca, origin_hosts(domain))
-        ctx = self._server_context(f"origin-{domain}", [leaf.cert, self.public_ca.cert], leaf)
+    def origin_context(self, domain: str, *,
+                       private: bool = False) -> tuple[ssl.SSLContext, Issued]:
+        """The origin's TLS context: a chain from the lab's public CA, or from a private CA
+        (self-signed root, in no store and no registry) when ``private``."""
+        issuer = self.private_ca() if private else self.public_ca
+        leaf = self.factory.leaf(issuer, origin_hosts(domain))
+        ctx = self._server_context(f"origin-{domain}", [leaf.cert, issuer.cert], leaf)
         return ctx, leaf
+
+    def private_ca(self) -> Issued:
+        tag = hashlib.sha256(f"private-ca:{self.seed}".encode()).hexdigest()[:8]
+        return self.factory.root(f"O=Private Corp {tag},CN=Private Corp {tag} Root")
 
     def _server_context(
         self, name: str, chain: list[x509.Certificate], leaf: Issued | None, key_pem: bytes = b""
