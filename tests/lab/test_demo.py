@@ -44,3 +44,12 @@ def test_demo_verdicts_match_what_the_lab_did(tmp_path: Path) -> None:
     keylog = (out / "keylog.txt").read_text()
     assert "CLIENT_HANDSHAKE_TRAFFIC_SECRET" in keylog or "CLIENT_RANDOM" in keylog
     assert (out / "demo.pcap").stat().st_size > 10_000
+
+
+def test_expected_verdicts_follow_what_the_lab_did_on_the_path() -> None:
+    from tlswatch.lab.demo import expected_verdict
+
+    assert expected_verdict("kz2019") == expected_verdict("sslsplit") == "intercepted"
+    assert expected_verdict("splice") == "ok"  # also sslsplit's domains when it is missing
+    assert expected_verdict("blocker:dns_zero") == "blocked"
+    assert expected_verdict("hostile:slow") is None

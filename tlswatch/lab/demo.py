@@ -41,20 +41,20 @@ from tlswatch.x509.stores import load_store
 
 __all__ = ["DemoRow", "expected_verdict", "run_demo"]
 
-#: What the lab does to a domain (its role) -> the verdict a correct detector gives.
-_EXPECTED = {
-    "target": "intercepted",
-    "sslsplit": "intercepted",
-    "untargeted": "ok",
-    "incountry": "ok",
-    "private_ca": "ok",  # untrusted, but the control path sees the same chain
-    "blocked": "blocked",
-}
+def expected_verdict(lab_path: str) -> str | None:
+    """The verdict a correct detector gives for what the lab did on a domain's path.
 
-
-def expected_verdict(role: str, sni_role: str | None = None) -> str | None:
-    """The right verdict for a lab role; for the in-country style, the SNI's role decides."""
-    return _EXPECTED.get(sni_role or role)
+    Keyed by the path, not the role: without sslsplit installed its domains are spliced,
+    and a spliced domain is ``ok`` whoever serves it (a private CA seen the same on the
+    control path included).
+    """
+    if lab_path in ("kz2019", "sslsplit"):
+        return "intercepted"
+    if lab_path == "splice":
+        return "ok"
+    if lab_path.startswith("blocker:"):
+        return "blocked"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +96,7 @@ def _tasks(desc: dict[str, Any],
         if d["role"] == "hostile" or name.startswith("www."):
             continue
         task = make_task(TargetSpec(name, "lab"), None, port=port, send_sni=True)
-        yield task, "resolve", d["path"], expected_verdict(d["role"]), None
+        yield task, "resolve", d["path"], expected_verdict(d["path"]), None
     targeted = next(n for n, d in domains.items() if d["role"] == "target")
     untargeted = next(n for n, d in domains.items() if d["role"] == "untargeted")
     for host, info in desc["incountry"].items():
@@ -104,8 +104,8 @@ def _tasks(desc: dict[str, Any],
         for sni in (targeted, untargeted):
             task = make_task(TargetSpec(sni, "lab"), vantage, port=port, send_sni=True)
             role = domains[sni]["role"]
-            yield task, f"via {host}", "kz2019" if role == "target" else "splice", \
-                expected_verdict("incountry", role), host
+            path = "kz2019" if role == "target" else "splice"
+            yield task, f"via {host}", path, expected_verdict(path), host
 
 
 class _Capture:
