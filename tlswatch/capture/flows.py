@@ -1,0 +1,124 @@
+"""The driver: a capture file in, flow events out, with TLS found by content.
+
+    reader = read_flows("trace.pcapng.gz")
+    for ev in reader:
+        match ev:
+            case Detected(result=Detection.YES): ...   # this side speaks TLS
+            case Data(side=Side.CLIENT, data=b): conn.feed_client(b)
+            case Rst(ttl=ttl, prev_ttl=prev): ...
+    reader.anomalies, reader.warnings, reader.packets
+
+Each side's first bytes go through :func:`tlswatch.tls.looks_like_tls`, whatever the ports.
+With ``FlowConfig.tls_only`` (the default) a flow whose client speaks something else (or whose
+server speaks first) stops delivering data; its bookkeeping events still come.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterator
+from types import TracebackType
+from typing import BinaryIO
+
+from ..tls import looks_like_tls
+from .events import FlowEvent, Secrets, Side
+from .layers import IPPROTO_TCP, decode_tuple
+from .open import CaptureReader, open_capture
+from .tcp import FlowConfig, TcpReassembler
+
+__all__ = ["FlowReader", "read_flows"]
+
+
+class FlowReader:
+    """Iterate once for :data:`FlowEvent` s; counters are valid during and after iteration."""
+
+    def __init__(self, source: str | os.PathLike[str] | BinaryIO,
+                 config: FlowConfig | None = None, *, detect_tls: bool = True) -> None:
+        self.engine = TcpReassembler(config, detector=looks_like_tls if detect_tls else None)
+        self._capture: CaptureReader = open_capture(source, on_secrets=self._secrets)
+        # One counter for file, decoding and TCP anomalies.
+        self.engine.anomalies = self._capture.anomalies
+        self.packets = 0
+        self.bytes = 0  # captured bytes of all packets
+        self.tcp_packets = 0
+        self.udp_packets = 0
+        self._started = False
+
+    @property
+    def anomalies(self) -> Counter[str]:
+        return self._capture.anomalies
+
+    @property
+    def warnings(self) -> list[str]:
+        return self._capture.warnings
+
+    @property
+    def partial(self) -> bool:
+        return self._capture.partial
+
+    @property
+    def capture(self) -> CaptureReader:
+        return self._capture
+
+    def skip(self, flow_id: int, side: Side | None = None) -> None:
+        """Stop delivering a flow's data (e.g. its handshake is parsed): saves work and memory."""
+        self.engine.skip(flow_id, side)
+
+    def _secrets(self, secrets_type: int, data: bytes) -> None:
+        self.engine.events.append(Secrets(secrets_type, data))
+
+    def __iter__(self) -> Iterator[FlowEvent]:
+        if self._started:
+            raise RuntimeError("a FlowReader can be iterated only once")
+        self._started = True
+        return self._run()
+
+    def _run(self) -> Iterator[FlowEvent]:
+        engine = self.engine
+        events = engine.events
+        feed = engine.feed
+        anomalies = self._capture.anomalies
+        packets = nbytes = tcp = udp = 0
+        try:
+            for ts, linktype, caplen, _origlen, data in self._capture:
+                packets += 1
+                nbytes += caplen
+                p = decode_tuple(linktype, data, anomalies)
+                if p is not None:
+                    if p[2] == IPPROTO_TCP:
+                        tcp += 1
+                        feed(ts, p)
+                    else:
+                        udp += 1
+                if events:
+                    self.packets, self.bytes, self.tcp_packets, self.udp_packets = (
+                        packets, nbytes, tcp, udp)
+                    yield from events
+                    events.clear()
+            engine.finish()
+            yield from events
+            events.clear()
+        finally:
+            self.packets, self.bytes, self.tcp_packets, self.udp_packets = (
+                packets, nbytes, tcp, udp)
+            self._capture.close()
+
+    def close(self) -> None:
+        self._capture.close()
+
+    def __enter__(self) -> FlowReader:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def read_flows(source: str | os.PathLike[str] | BinaryIO, config: FlowConfig | None = None, *,
+               detect_tls: bool = True) -> FlowReader:
+    """Open ``source`` (pcap/pcapng, maybe compressed) and return an iterable of flow events.
+
+    Raises :class:`~tlswatch.capture.errors.CaptureFormatError` at once for a non-capture.
+    """
+    return FlowReader(source, config, detect_tls=detect_tls)
