@@ -334,3 +334,29 @@ def test_sigkill_at_random_moments_then_resume_loses_and_duplicates_nothing(
     assert runs[-1]["ended"] and runs[-1]["resumed"] is True
     assert sum(1 for r in runs if r.get("ended")) == 1  # only the last run finished
     assert all(r["resumed"] for r in runs[1:])
+
+
+def test_pcap_records_the_probes_own_packets_with_rst_evidence(servers: Servers,
+                                                               tmp_path: Path) -> None:
+    from conftest import require_tool
+
+    from tlswatch.capture import Rst, read_flows
+
+    require_tool("tcpdump")
+    pcap = tmp_path / "probe.pcap"
+    code, out, err = invoke("s1.example.com", "--connect", f"{HOST}:{servers.rst}",
+                            "--pcap", str(pcap), "--retries", "0", "--tls-timeout", "1")
+    assert code == 0, err
+    recs = [r for r in lines_of(out) if r.get("kind") != "run"]
+    assert recs[0]["outcome"] == "tls/reset"
+    rsts = [e for e in read_flows(pcap) if isinstance(e, Rst)
+            and servers.rst in (e.key.server_port, e.key.client_port)]
+    assert rsts and rsts[0].ttl is not None  # the evidence analyse needs: TTL (and IP ID)
+
+
+def test_pcap_without_tcpdump_is_a_one_line_error(servers: Servers, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no tcpdump on this PATH
+    code, _, err = invoke("s1.example.com", "--connect", f"{HOST}:{servers.tls}",
+                          "--pcap", str(tmp_path / "x.pcap"))
+    assert code == 2 and err.count("\n") == 1 and "tcpdump is not installed" in err

@@ -42,6 +42,7 @@ from tlswatch.probe.inputs import (
     to_a_label,
 )
 from tlswatch.probe.measure import Timeouts
+from tlswatch.probe.packet_capture import CaptureUnavailable, PacketCapture
 from tlswatch.probe.runrecord import closing_run_record, completed, run_record
 from tlswatch.probe.tls_client import KeyLog, TlsVersion
 from tlswatch.sinks.jsonl import JsonlWriter
@@ -147,6 +148,10 @@ def _signals_cancel(task: asyncio.Task[Summary]) -> None:
                    "body hash; match blockpages.")
 @click.option("--keylog", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Append TLS secrets to FILE (SSLKEYLOGFILE format).")
+@click.option("--pcap", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Record this run's packets (TCP to the probed port, DNS) with tcpdump into "
+                   "FILE, as evidence: tlswatch analyse FILE then tells injected resets by "
+                   "TTL/IP ID. Needs tcpdump and capture privileges.")
 @click.option("--store", "stores", multiple=True, metavar="NAME|PATH|all|auto",
               help="Trust store(s) to judge chains against (repeatable). Default: auto, the "
                    "Mozilla snapshot nearest before the time of the handshake.")
@@ -190,7 +195,8 @@ def probe(domains: tuple[str, ...], inputs: tuple[str, ...], connect: str | None
           control_resolver: str | None, control_sni: str | None, control_connect: str | None,
           ip_version: str, dns_timeout: float, connect_timeout: float, tls_timeout: float,
           http_timeout: float, timeout: float, tls_version: str, alpn: tuple[str, ...],
-          no_sni: bool, http: bool, keylog: Path | None, stores: tuple[str, ...],
+          no_sni: bool, http: bool, keylog: Path | None, pcap: Path | None,
+          stores: tuple[str, ...],
           registries: tuple[Path, ...], retries: int, backoff: float, concurrency: int,
           rate: float | None, per_ip_rate: float | None, output: str | None, resume: bool,
           captive_check: str | None, captive_expect: int, allow_loopback_answers: bool,
@@ -354,6 +360,18 @@ def probe(domains: tuple[str, ...], inputs: tuple[str, ...], connect: str | None
     if existing is not None and progress.total:
         progress.total = max(0, progress.total - len(existing.ids))
 
+    capture: PacketCapture | None = None
+    if pcap is not None:
+        try:
+            ports = {port} | {v.port for v in vantages if v.port}
+            if control is not None and control.endpoint is not None and control.endpoint.port:
+                ports.add(control.endpoint.port)
+            tcp = " or ".join(f"tcp port {p}" for p in sorted(ports))
+            capture = PacketCapture(pcap, f"{tcp} or udp port 53")
+        except CaptureUnavailable as e:
+            writer.close()
+            raise InputError(f"--pcap {pcap}: {e}") from None
+
     summary: Summary | None = None
     status = 0
     try:
@@ -382,6 +400,8 @@ def probe(domains: tuple[str, ...], inputs: tuple[str, ...], connect: str | None
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         status = 1
     finally:
+        if capture is not None:
+            capture.stop()
         progress.close()
         try:
             writer.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from tlswatch.probe.dns import LAB_BOGONS
 from tlswatch.probe.inputs import TargetSpec, VantageSpec, make_task
 from tlswatch.probe.inputs import Task as ProbeTask
 from tlswatch.probe.measure import Timeouts
+from tlswatch.probe.packet_capture import CaptureUnavailable, PacketCapture
 from tlswatch.probe.runrecord import closing_run_record, run_record
 from tlswatch.probe.tls_client import KeyLog
 from tlswatch.sinks.jsonl import JsonlWriter
@@ -108,40 +108,6 @@ def _tasks(desc: dict[str, Any],
             yield task, f"via {host}", path, expected_verdict(path), host
 
 
-class _Capture:
-    """tcpdump on loopback for the lab's /16, when tcpdump is installed."""
-
-    def __init__(self, path: Path, prefix: str) -> None:
-        self.path = path
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.note = ""
-        tool = shutil.which("tcpdump")
-        if tool is None:
-            self.note = "tcpdump not installed: no capture"
-            return
-        self.proc = subprocess.Popen(
-            [tool, "-i", "lo", "-U", "-s", "0", "-w", str(path), "net", f"{prefix}.0.0/16"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        # tcpdump says "listening on lo" once the capture is armed.
-        deadline = time.monotonic() + 5
-        assert self.proc.stderr is not None
-        while time.monotonic() < deadline:
-            line = self.proc.stderr.readline()
-            if not line or b"listening on" in line:
-                break
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        time.sleep(0.2)  # let the last packets reach the file
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
 class _LabProcess:
     """``tlswatch lab up`` as a child process, as a researcher would run it.
 
@@ -193,12 +159,18 @@ def run_demo(out_dir: Path, lab_args: Sequence[str] = (), *, tls_timeout: float 
         port = int(desc["port"])
         log(f"lab up on {desc['address_prefix']}.0.0/16 port {port}; "
             f"sslsplit {desc['sslsplit']['status']}")
-        cap = _Capture(out_dir / "demo.pcap", str(desc["address_prefix"]))
-        result.capture, result.capture_note = (cap.path if cap.proc else None), cap.note
+        cap: PacketCapture | None = None
+        try:
+            cap = PacketCapture(out_dir / "demo.pcap", f"net {desc['address_prefix']}.0.0/16",
+                                interface="lo")
+            result.capture = cap.path
+        except CaptureUnavailable as e:
+            result.capture_note = f"no capture: {e}"
         try:
             rows = _probe(desc, port, out_dir, tls_timeout, concurrency, command, log)
         finally:
-            cap.stop()
+            if cap is not None:
+                cap.stop()
     finally:
         lab.stop()
     result.rows = rows
