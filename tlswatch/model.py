@@ -23,6 +23,7 @@ __all__ = [
     "DnsInfo",
     "Flow",
     "HttpInfo",
+    "InputRecord",
     "Interception",
     "KeyInfo",
     "Record",
@@ -242,11 +243,40 @@ class RunRecord:
     schema: str = SCHEMA
 
 
+@dataclass(frozen=True, slots=True)
+class InputRecord:
+    """One per input file an analysis finished (``tlswatch analyse``), after its records.
+
+    ``complete``: the analysis of the file finished, so every record of it is above this
+    line (a resumed run skips such files, matched by ``sha256``). ``partial``: the file itself
+    was truncated or damaged, so it was read up to the damage (``warnings`` says where).
+    ``anomalies`` counts what was odd in the file or on the wire, by name.
+    ``anonymize_key_id`` identifies the pseudonymisation key (a hash of it), if any.
+    """
+
+    run_id: str
+    path: str
+    sha256: str
+    size: int
+    records: int
+    complete: bool = True
+    partial: bool = False
+    format: str | None = None
+    packets: int = 0
+    flows: int = 0
+    handshakes: int = 0
+    anomalies: dict[str, int] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    anonymize_key_id: str | None = None
+    kind: str = "input"
+    schema: str = SCHEMA
+
+
 def to_dict(obj: Any) -> Any:
     """JSON-ready dict of a record. Absent (None) top-level sections are omitted."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         out: dict[str, Any] = {}
-        top = isinstance(obj, Record | RunRecord)
+        top = isinstance(obj, Record | RunRecord | InputRecord)
         for f in dataclasses.fields(obj):
             value = getattr(obj, f.name)
             if top and value is None:
@@ -257,6 +287,8 @@ def to_dict(obj: Any) -> Any:
         return out
     if isinstance(obj, tuple | list):
         return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
     return obj
 
 

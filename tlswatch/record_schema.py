@@ -15,7 +15,7 @@ from importlib import resources
 from typing import Any
 
 from tlswatch.failures import Verdict
-from tlswatch.model import SCHEMA, Record, RunRecord
+from tlswatch.model import SCHEMA, InputRecord, Record, RunRecord
 
 __all__ = ["SCHEMA_FILE", "build_schema", "load_schema"]
 
@@ -31,6 +31,9 @@ _DESCRIPTIONS = {
     "Record.outcome": "stage/class[:detail] of what was seen. See docs/verdicts.md.",
     "Record.anomalies": "Things a peer or input did wrong that did not stop the observation.",
     "RunRecord.stores": "Trust stores used, each with its version.",
+    "InputRecord.complete": "The analysis of this file finished: all its records are above.",
+    "InputRecord.partial": "The file was truncated or damaged: read up to the damage.",
+    "InputRecord.anomalies": "Counts of what was odd in the file or on the wire, by name.",
 }
 
 
@@ -46,6 +49,9 @@ def _type_schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
         if args and args[-1] is Ellipsis:
             return {"type": "array", "items": _type_schema(args[0], defs)}
         return {"type": "array", "prefixItems": [_type_schema(a, defs) for a in args]}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": _type_schema(typing.get_args(tp)[1],
+                                                                      defs)}
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         name = tp.__name__
         if name not in defs:
@@ -96,13 +102,19 @@ def build_schema() -> dict[str, Any]:
         "description": _DESCRIPTIONS["RunRecord.stores"],
     }
     run["required"] = sorted({*run["required"], "kind", "schema"})
+    inp = _object_schema(InputRecord, defs)
+    inp["properties"]["kind"] = {"const": "input"}
+    inp["properties"]["schema"] = {"const": SCHEMA}
+    inp["required"] = sorted({*inp["required"], "kind", "schema"})
+    defs["InputRecord"] = inp
     defs["Record"] = record
     defs["RunRecord"] = run
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://tlswatch.invalid/schema/tlswatch-1.schema.json",
         "title": "tlswatch/1 record (one JSON object per line)",
-        "oneOf": [{"$ref": "#/$defs/RunRecord"}, {"$ref": "#/$defs/Record"}],
+        "oneOf": [{"$ref": "#/$defs/RunRecord"}, {"$ref": "#/$defs/Record"},
+                  {"$ref": "#/$defs/InputRecord"}],
         "$defs": dict(sorted(defs.items())),
     }
 

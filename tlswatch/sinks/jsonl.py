@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from tlswatch.model import to_dict
+from tlswatch.sinks.base import record_json
 
 __all__ = ["JsonlError", "JsonlWriter", "read_jsonl", "repair_tail"]
 
@@ -53,10 +53,8 @@ def repair_tail(path: Path) -> int:
 
 
 def _encode(record: Any) -> bytes:
-    obj = record if isinstance(record, dict) else to_dict(record)
-    # ensure_ascii keeps hostile peer strings (control chars, bidi marks) escaped in the file.
-    line = json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
-    return line.encode() + b"\n"
+    # One encoding for every record sink; it refuses flat rows (CSV/Parquet projections).
+    return record_json(record).encode() + b"\n"
 
 
 class JsonlWriter:
