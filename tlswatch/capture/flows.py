@@ -17,24 +17,29 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import BinaryIO
 
 from ..tls import looks_like_tls
 from .events import FlowEvent, Secrets, Side
-from .layers import IPPROTO_TCP, decode_tuple
+from .layers import IPPROTO_TCP, PacketTuple, decode_tuple
 from .open import CaptureReader, open_capture
 from .tcp import FlowConfig, TcpReassembler
 
-__all__ = ["FlowReader", "read_flows"]
+__all__ = ["DatagramCallback", "FlowReader", "read_flows"]
+
+#: Called with (ts_ns, packet tuple in :class:`~tlswatch.capture.layers.Decoded` field order)
+#: for each UDP packet, in capture order (e.g. to read DNS answers).
+DatagramCallback = Callable[[int, PacketTuple], None]
 
 
 class FlowReader:
     """Iterate once for :data:`FlowEvent` s; counters are valid during and after iteration."""
 
     def __init__(self, source: str | os.PathLike[str] | BinaryIO,
-                 config: FlowConfig | None = None, *, detect_tls: bool = True) -> None:
+                 config: FlowConfig | None = None, *, detect_tls: bool = True,
+                 on_datagram: DatagramCallback | None = None) -> None:
         self.engine = TcpReassembler(config, detector=looks_like_tls if detect_tls else None)
         self._capture: CaptureReader = open_capture(source, on_secrets=self._secrets)
         # One counter for file, decoding and TCP anomalies.
@@ -44,6 +49,7 @@ class FlowReader:
         self.tcp_packets = 0
         self.udp_packets = 0
         self._started = False
+        self._on_datagram = on_datagram
 
     @property
     def anomalies(self) -> Counter[str]:
@@ -56,6 +62,11 @@ class FlowReader:
     @property
     def partial(self) -> bool:
         return self._capture.partial
+
+    @property
+    def last_ts_ns(self) -> int:
+        """Time of the last TCP packet read so far: the capture's own clock."""
+        return self.engine._now
 
     @property
     def capture(self) -> CaptureReader:
@@ -79,6 +90,7 @@ class FlowReader:
         events = engine.events
         feed = engine.feed
         anomalies = self._capture.anomalies
+        on_datagram = self._on_datagram
         packets = nbytes = tcp = udp = 0
         try:
             for ts, linktype, caplen, _origlen, data in self._capture:
@@ -91,6 +103,8 @@ class FlowReader:
                         feed(ts, p)
                     else:
                         udp += 1
+                        if on_datagram is not None:
+                            on_datagram(ts, p)
                 if events:
                     self.packets, self.bytes, self.tcp_packets, self.udp_packets = (
                         packets, nbytes, tcp, udp)
@@ -116,9 +130,10 @@ class FlowReader:
 
 
 def read_flows(source: str | os.PathLike[str] | BinaryIO, config: FlowConfig | None = None, *,
-               detect_tls: bool = True) -> FlowReader:
+               detect_tls: bool = True, on_datagram: DatagramCallback | None = None) -> FlowReader:
     """Open ``source`` (pcap/pcapng, maybe compressed) and return an iterable of flow events.
 
-    Raises :class:`~tlswatch.capture.errors.CaptureFormatError` at once for a non-capture.
+    UDP packets are not events; pass ``on_datagram`` to see them. Raises
+    :class:`~tlswatch.capture.errors.CaptureFormatError` at once for a non-capture.
     """
-    return FlowReader(source, config, detect_tls=detect_tls)
+    return FlowReader(source, config, detect_tls=detect_tls, on_datagram=on_datagram)

@@ -19,15 +19,25 @@ def cli() -> None:
 
 
 def _register() -> None:
+    from tlswatch.cli.analyse import analyse
     from tlswatch.cli.anchors import anchors
+    from tlswatch.cli.convert import convert
     from tlswatch.cli.lab import lab
+    from tlswatch.cli.ooni import ooni
     from tlswatch.cli.probe import probe
+    from tlswatch.cli.rejudge import rejudge
+    from tlswatch.cli.report import report
     from tlswatch.cli.verify import verify
 
     cli.add_command(verify)
     cli.add_command(anchors)
     cli.add_command(probe)
     cli.add_command(lab)
+    cli.add_command(report)
+    cli.add_command(ooni)
+    cli.add_command(analyse)
+    cli.add_command(convert)
+    cli.add_command(rejudge)
 
 
 _register()

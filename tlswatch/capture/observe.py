@@ -1,0 +1,680 @@
+"""Flow events -> observations: what each TLS handshake and each DNS answer showed on the wire.
+
+The capture layer's last step (DESIGN §2: captures observe, ``classify`` decides).
+:class:`CaptureObserver` drives :func:`~tlswatch.capture.read_flows`, feeds each TLS flow's
+reassembled bytes to a sans-IO :class:`~tlswatch.tls.TLSConnection` until its handshake is
+seen, then ``skip()``-s the flow (bulk data is only counted), and hands out frozen
+observations in capture order:
+
+* :class:`FlowObservation`, one per TCP flow in which either side spoke TLS (found by
+  content, any port) and a ClientHello or ServerHello was seen, plus TCP-level failures on
+  :data:`TLS_PORTS`;
+* :class:`DnsObservation`, one per DNS answer (UDP port 53) to an A or AAAA question.
+
+Failures, as the wire shows them (``failure`` is ``stage/class[:detail]``):
+
+====================================================================  =======================
+what was seen                                                         failure
+====================================================================  =======================
+client SYN, nothing at all from the server, no client data            ``tcp/timeout`` *
+the SYN answered by a RST (no SYN-ACK), no client data                ``tcp/refused`` *
+SYN-ACK, then a server RST before the client sent or closed anything  ``tcp/reset`` *
+the server's first bytes are not TLS (first 1 KiB kept as evidence)   ``tls/not_tls``
+server TLS that cannot be parsed                                      ``tls/failed:<reason>``
+a handshake message over the parser's cap                             ``tls/oversized:message``
+a server alert before the handshake completed (fatal ones at once;    ``tls/alert:<name>``
+a warning only when nothing else ended the handshake)
+a server RST before the handshake completed                           ``tls/reset``
+a server FIN (or a record cut by it) before the handshake completed   ``tls/eof``
+the ClientHello answered by nothing until the flow ended (the client  ``tls/timeout``
+gave up, the flow went idle, or the capture went on for at least
+:data:`WAIT_AT_END_NS` after the ClientHello)
+====================================================================  =======================
+
+A capture that ends (or was cut: a truncated file) sooner after a ClientHello or SYN claims
+no timeout and gives no observation (counted in ``ObserveStats.cut_by_end``): rotated
+capture files split flows, and the answer may be in the next file (where the server's side
+alone still shows its chain).
+
+(*) only on :data:`TLS_PORTS`: a connection that carried no byte cannot be recognised by
+content, and reporting every unanswered SYN of a capture would drown the TLS findings.
+
+Server-side events that follow the client's own abort (its alert, RST or FIN came first)
+are the client's doing, not failures. A handshake is *complete* at the server's
+ChangeCipherSpec (TLS <= 1.2) or its first encrypted record after a TLS 1.3 ServerHello.
+A chain seen before a failure is kept in the observation; ``classify`` decides which of the
+two is the finding. A TCP gap inside the handshake stops parsing that side: no failure is
+claimed from a partial view (``bytes_missing``).
+
+For a server RST, ``rst`` carries its TTL, IP ID and the evidence that it was injected:
+``ttl_differs_from_server(61!=52)``, ``ip_id_zero``, ``ip_id_unlike_server(0 after 50034)``,
+``several_rsts(3)``, ``seq_unexpected(+1460)``, ``server_sent_after_rst(2)`` (each compared
+with the same side's previous packet, which is the server's own SYN-ACK or data).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import BinaryIO, Final, cast
+
+from ..model import Flow, RstInfo
+from ..tls import (
+    AlertEvent,
+    CertificateEvent,
+    ChangeCipherSpecEvent,
+    ClientHelloEvent,
+    Detection,
+    EncryptedRecordEvent,
+    ServerHelloEvent,
+    Status,
+    TLSConnection,
+)
+from .events import Data, Detected, Fin, FlowEnd, FlowKey, FlowStart, Gap, Rst, Secrets, Side
+from .events import SideSummary as _Summary
+from .flows import FlowReader, read_flows
+from .layers import PacketTuple, ip_to_str
+from .tcp import FlowConfig
+
+__all__ = [
+    "NON_TLS_PREFIX",
+    "TLS_PORTS",
+    "WAIT_AT_END_NS",
+    "CaptureObserver",
+    "DnsObservation",
+    "FlowObservation",
+    "Observation",
+    "ObserveStats",
+    "observe_capture",
+]
+
+#: First bytes of a non-TLS answer kept as evidence (blockpage matching), as the probe does.
+NON_TLS_PREFIX: Final = 1024
+#: Ports where a connection that carried no data is still reported (tcp/timeout, refused,
+#: reset): HTTPS, SMTPS, NNTPS, LDAPS, DNS over TLS, FTPS, TELNETS, IMAPS, IRCS, POP3S, SIPS,
+#: and the common HTTPS alternative.
+TLS_PORTS: Final = frozenset({443, 465, 563, 636, 853, 989, 990, 992, 993, 994, 995, 5061, 8443})
+
+#: How long a capture must go on after an unanswered ClientHello (or SYN) to call it a
+#: timeout when the capture ends first: the probe's default TLS timeout.
+WAIT_AT_END_NS: Final = 10_000_000_000
+
+_DNS_PORT: Final = 53
+_ADDRESS_TYPES: Final = frozenset({None, 1, 28})  # A, AAAA (None: read the whole message)
+_MAX_PENDING_QUERIES: Final = 65_536  # DNS queries waiting for an answer (oldest dropped)
+_MAX_NAMES: Final = 65_536  # address -> name from DNS answers, for flows without SNI
+_TLS13: Final = 0x0304
+_NS_PER_MS: Final = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class FlowObservation:
+    """What one TCP flow showed of a TLS handshake (or of a connection that never got there).
+
+    ``time_ns`` is the handshake's time: the packet that completed the (first) ClientHello,
+    else the ServerHello's, else the flow's first packet. ``version``/``cipher`` are the
+    ServerHello's (wire numbers); ``chain_der`` the server's Certificate as presented, leaf
+    first, when it travelled in cleartext; ``chain_encrypted`` says it could not (TLS 1.3).
+    ``dns_name`` is a name this capture's DNS resolved to the server address (for flows
+    without SNI). Byte counts are stream bytes seen per side when the observation was made.
+    """
+
+    key: FlowKey
+    first_packet_ns: int
+    time_ns: int
+    failure: str | None = None
+    sni: str | None = None
+    dns_name: str | None = None
+    client_hello: bool = False
+    version: int | None = None
+    cipher: int | None = None
+    alpn: str | None = None
+    ja3: str | None = None
+    ja3s: str | None = None
+    ja4: str | None = None
+    history: str = ""
+    server_alert: str | None = None
+    client_alert: str | None = None
+    chain_der: tuple[bytes, ...] = ()
+    chain_encrypted: bool = False
+    resumed: bool = False
+    handshake_complete: bool = False
+    bytes_missing: bool = False
+    non_tls_prefix: bytes = b""
+    client_bytes: int = 0
+    server_bytes: int = 0
+    handshake_ms: float | None = None
+    rst: RstInfo | None = None
+    anomalies: tuple[str, ...] = ()
+
+    @property
+    def flow(self) -> Flow:
+        return self.key.flow()
+
+
+@dataclass(frozen=True, slots=True)
+class DnsObservation:
+    """One DNS answer (UDP) to an A or AAAA question. ``flow``'s client is the querier.
+
+    ``first_packet_ns`` is the query's time (the answer's when the query was not captured);
+    ``time_ns`` the answer's. ``answers`` are the addresses of the question's type.
+    """
+
+    flow: Flow
+    first_packet_ns: int
+    time_ns: int
+    qname: str | None
+    qtype: str
+    rcode: str
+    answers: tuple[str, ...] = ()
+    dns_ms: float | None = None
+    anomalies: tuple[str, ...] = ()
+
+
+Observation = FlowObservation | DnsObservation
+
+
+@dataclass(slots=True)
+class ObserveStats:
+    """Counts for a summary (valid during and after :meth:`CaptureObserver.run`)."""
+
+    tls_flows: int = 0  # flows where a side spoke TLS
+    handshakes: int = 0  # of which showed a ClientHello or ServerHello (one observation each)
+    chains: int = 0  # observations with a cleartext chain
+    encrypted_chains: int = 0  # TLS 1.3: the chain was encrypted
+    tcp_failures: int = 0  # tcp/timeout, refused, reset observations
+    cut_by_end: int = 0  # unanswered when the capture ended too soon after: no observation
+    dns_answers: int = 0  # A/AAAA answers read (one observation each)
+    key_logs: int = 0  # pcapng Decryption Secrets Blocks seen (not used yet)
+
+
+class _Flow:
+    """Per-flow state while its handshake is being read."""
+
+    __slots__ = (
+        "cert", "client_abort_ns", "client_alert", "client_bytes", "conn", "dead", "done_ns",
+        "fail_ns", "failure", "first_ns", "gap_notes", "hello_ns", "key", "prefix", "rst", "rsts",
+        "server_bytes", "server_gap", "sh_ns", "warning_alert",
+    )
+
+    def __init__(self, key: FlowKey, first_ns: int) -> None:
+        self.key = key
+        self.first_ns = first_ns
+        self.conn = TLSConnection()
+        self.hello_ns: int | None = None
+        self.sh_ns: int | None = None
+        self.done_ns: int | None = None
+        self.failure: str | None = None
+        self.fail_ns: int | None = None
+        self.client_abort_ns: int | None = None
+        self.client_alert: str | None = None
+        self.warning_alert: str | None = None
+        self.cert = False
+        self.prefix = b""
+        self.client_bytes = 0
+        self.server_bytes = 0
+        self.server_gap = False
+        self.gap_notes: list[str] = []
+        self.rst: Rst | None = None  # the first server RST
+        self.rsts = 0  # server RSTs seen
+        self.dead = 0  # sides no longer read: bit 1 << Side (3 = the flow is skipped)
+
+    def fail(self, failure: str, ts: int) -> None:
+        """The first server-side failure wins, unless the client had already given up."""
+        if self.failure is None and self.done_ns is None and self.client_abort_ns is None:
+            self.failure = failure
+            self.fail_ns = ts
+
+
+def _rst_info(rst: Rst, count: int, after: int) -> RstInfo:
+    """The RST's TTL/IP ID and why it may not come from the server's own stack."""
+    ev: list[str] = []
+    if rst.prev_ttl is not None and rst.ttl != rst.prev_ttl:
+        ev.append(f"ttl_differs_from_server({rst.ttl}!={rst.prev_ttl})")
+    if rst.ip_id is not None:
+        if rst.ip_id == 0 and rst.prev_ip_id != 0:
+            ev.append("ip_id_zero")
+        elif rst.prev_ip_id is not None and not 0 <= (rst.ip_id - rst.prev_ip_id) & 0xFFFF <= 64:
+            # A host's IP IDs count up (per connection or globally); a forger's do not follow.
+            ev.append(f"ip_id_unlike_server({rst.ip_id} after {rst.prev_ip_id})")
+    if count > 1:
+        ev.append(f"several_rsts({count})")
+    if rst.seq_delta:
+        ev.append(f"seq_unexpected({rst.seq_delta:+d})")
+    if after:
+        ev.append(f"server_sent_after_rst({after})")
+    return RstInfo(rst.ttl, rst.ip_id, tuple(ev))
+
+
+def _summary_notes(server: _Summary, client: _Summary) -> list[str]:
+    """Per-flow TCP facts that hint at a middlebox (from the flow's end)."""
+    notes: list[str] = []
+    if len(server.ttls) > 1:
+        seen = ", ".join(f"{ttl}x{n}" for ttl, n in server.ttls)
+        notes.append(f"server packets arrived with several TTLs ({seen}): some may be injected")
+    conflicts = server.overlap_conflicts + client.overlap_conflicts
+    if conflicts:
+        notes.append(f"tcp_overlap_conflict({conflicts}): two different copies of the same "
+                     "bytes (an injector racing the server?)")
+    return notes
+
+
+def _ms(start: int | None, end: int | None) -> float | None:
+    if start is None or end is None or end < start:
+        return None
+    return round((end - start) / _NS_PER_MS, 3)
+
+
+class CaptureObserver:
+    """Read one capture and call ``on_observation`` for each observation, in capture order.
+
+    ``run()`` never raises for what a file or a peer does (damage is counted in
+    :attr:`anomalies` and :attr:`warnings`, with :attr:`partial` set); it raises
+    :class:`~tlswatch.capture.CaptureFormatError` at construction for a non-capture and
+    ``OSError`` when the file cannot be read. ``on_tick`` is called every few thousand events
+    (progress display).
+    """
+
+    def __init__(self, source: str | os.PathLike[str] | BinaryIO,
+                 on_observation: Callable[[Observation], None], *,
+                 config: FlowConfig | None = None,
+                 on_tick: Callable[[], None] | None = None) -> None:
+        self._emit = on_observation
+        self._tick = on_tick
+        self.reader: FlowReader = read_flows(source, config, on_datagram=self._datagram)
+        self.stats = ObserveStats()
+        self.own_anomalies: Counter[str] = Counter()  # observation-level (e.g. dns_malformed)
+        self._flows: dict[int, _Flow] = {}
+        self._starts: dict[int, int] = {}  # flow id -> first packet ns (flows without state)
+        self._rsts: dict[int, Rst] = {}  # first server RST of flows without state
+        self._done: set[int] = set()  # flows observed at their handshake's end, still open
+        self._queries: OrderedDict[tuple[str, int, str, int], int] = OrderedDict()
+        # answered queries -> (first answer's time, query's time): a second answer is news
+        self._answered: OrderedDict[tuple[str, int, str, int], tuple[int, int]] = OrderedDict()
+        self._names: OrderedDict[str, str] = OrderedDict()
+
+    # -- public ---------------------------------------------------------------------------
+
+    @property
+    def anomalies(self) -> Counter[str]:
+        """File, decoding, TCP and observation anomalies together."""
+        return self.reader.anomalies + self.own_anomalies
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.reader.warnings
+
+    @property
+    def partial(self) -> bool:
+        return self.reader.partial
+
+    @property
+    def flows_seen(self) -> int:
+        return self.reader.engine.flows_seen
+
+    def close(self) -> None:
+        self.reader.close()
+
+    def run(self) -> None:
+        flows = self._flows
+        starts = self._starts
+        tick = self._tick
+        for n, ev in enumerate(self.reader, 1):
+            if tick is not None and not n & 0x1FFF:
+                tick()
+            # Dispatch on the exact class (events are final named tuples): cheaper than match.
+            cls = ev.__class__
+            if cls is Data:
+                ev = cast(Data, ev)
+                st = flows.get(ev.flow_id)
+                # (events of a side queued before it was skipped may still come)
+                if st is not None and not st.dead & (1 << ev.side):
+                    self._data(ev.flow_id, st, ev)
+            elif cls is FlowStart:
+                ev = cast(FlowStart, ev)
+                starts[ev.flow_id] = ev.ts_ns
+            elif cls is Detected:
+                ev = cast(Detected, ev)
+                if ev.result is Detection.YES and ev.flow_id not in flows:
+                    self.stats.tls_flows += 1
+                    flows[ev.flow_id] = _Flow(ev.key, starts.pop(ev.flow_id, ev.ts_ns))
+            elif cls is FlowEnd:
+                self._end(cast(FlowEnd, ev))
+            elif cls is Rst:
+                self._rst(cast(Rst, ev))
+            elif cls is Fin:
+                self._fin(cast(Fin, ev))
+            elif cls is Gap:
+                self._gap(cast(Gap, ev))
+            elif cls is Secrets:
+                self.stats.key_logs += 1
+
+    # -- TCP/TLS ---------------------------------------------------------------------------
+
+    def _data(self, fid: int, st: _Flow, ev: Data) -> None:
+        conn = st.conn
+        data = ev.data
+        ts = ev.ts_ns
+        if ev.side == Side.CLIENT:
+            st.client_bytes = ev.offset + len(data)
+            for e in conn.feed_client(data):
+                if e.__class__ is ClientHelloEvent:
+                    if st.hello_ns is None:
+                        st.hello_ns = ts
+                elif e.__class__ is AlertEvent:
+                    assert isinstance(e, AlertEvent)
+                    if st.client_alert is None:
+                        st.client_alert = e.name
+                    if st.client_abort_ns is None and st.done_ns is None:
+                        st.client_abort_ns = ts
+        else:
+            if ev.offset < NON_TLS_PREFIX:
+                st.prefix += data[: NON_TLS_PREFIX - ev.offset]
+            st.server_bytes = ev.offset + len(data)
+            server = conn.server
+            if server.status is Status.INVALID:
+                # Not TLS: only the evidence prefix is still wanted.
+                if st.server_bytes >= NON_TLS_PREFIX:
+                    self._skip(fid, st)
+                return
+            for e in conn.feed_server(data):
+                cls = e.__class__
+                if cls is ServerHelloEvent:
+                    if st.sh_ns is None:
+                        st.sh_ns = ts
+                elif cls is CertificateEvent:
+                    st.cert = True
+                elif cls is ChangeCipherSpecEvent:
+                    if conn.server_hello is not None and conn.server_hello.version < _TLS13:
+                        st.done_ns = ts
+                elif cls is EncryptedRecordEvent:
+                    if conn.server_hello is not None and conn.server_hello.version >= _TLS13:
+                        st.done_ns = ts
+                elif cls is AlertEvent:
+                    assert isinstance(e, AlertEvent)
+                    if e.fatal:
+                        st.fail(f"tls/alert:{e.name}", ts)
+                    elif st.warning_alert is None:
+                        st.warning_alert = e.name
+            if conn.server.status is Status.INVALID and st.done_ns is None:  # (after feeding)
+                reason = conn.server.invalid_reason or "invalid"
+                if reason == "not_tls":
+                    st.fail("tls/not_tls", ts)
+                elif reason == "oversized_message":
+                    st.fail("tls/oversized:message", ts)
+                elif reason == "truncated":
+                    st.fail("tls/eof", ts)
+                else:
+                    st.fail(f"tls/failed:{reason}", ts)
+                if reason != "not_tls" or st.server_bytes >= NON_TLS_PREFIX:
+                    self._skip(fid, st)
+                return
+        if st.done_ns is not None:
+            self._finish(fid, st, None)
+        elif st.failure is not None:
+            self._skip(fid, st)
+
+    def _skip(self, fid: int, st: _Flow, side: Side | None = None) -> None:
+        bits = 3 if side is None else 1 << side
+        if st.dead & bits != bits:
+            st.dead |= bits
+            self.reader.skip(fid, side)
+
+    def _rst(self, ev: Rst) -> None:
+        st = self._flows.get(ev.flow_id)
+        if ev.side == Side.CLIENT:
+            if st is not None and st.client_abort_ns is None and st.done_ns is None:
+                st.client_abort_ns = ev.ts_ns
+            return
+        if st is None:
+            self._rsts.setdefault(ev.flow_id, ev)
+            return
+        st.rsts += 1
+        if st.rst is None:
+            st.rst = ev
+        st.fail("tls/reset", ev.ts_ns)
+        self._skip(ev.flow_id, st)
+
+    def _fin(self, ev: Fin) -> None:
+        st = self._flows.get(ev.flow_id)
+        if st is None:
+            return
+        if ev.side == Side.CLIENT:
+            st.conn.eof_client()
+            if st.client_abort_ns is None and st.done_ns is None:
+                st.client_abort_ns = ev.ts_ns
+        else:
+            st.conn.eof_server()
+            st.fail("tls/eof", ev.ts_ns)
+
+    def _gap(self, ev: Gap) -> None:
+        st = self._flows.get(ev.flow_id)
+        if st is None or st.dead & (1 << ev.side):
+            return
+        side = "client" if ev.side == Side.CLIENT else "server"
+        st.server_gap |= ev.side == Side.SERVER
+        st.gap_notes.append(f"tcp_gap: {ev.length} bytes of the {side} handshake stream at "
+                            f"offset {ev.offset} are missing from the capture")
+        # The parser cannot resynchronise after missing bytes: stop reading that side.
+        self._skip(ev.flow_id, st, ev.side)
+
+    def _end(self, ev: FlowEnd) -> None:
+        st = self._flows.pop(ev.flow_id, None)
+        if st is None:
+            first = self._starts.pop(ev.flow_id, None)
+            rst = self._rsts.pop(ev.flow_id, None)
+            if ev.flow_id in self._done:
+                self._done.discard(ev.flow_id)
+            else:
+                self._tcp_failure(ev, first, rst)
+            return
+        self._finish(ev.flow_id, st, ev)
+
+    def _tcp_failure(self, ev: FlowEnd, first: int | None, rst: Rst | None) -> None:
+        """A flow that carried no data: report it only on a TLS port (see the module doc)."""
+        c, s = ev.client, ev.server
+        if ev.key.server_port not in TLS_PORTS or c.payload_bytes or not c.syn:
+            return
+        notes = _summary_notes(s, c)
+        info = None
+        if s.packets == 0:
+            if ev.reason == "eof" and not c.rst and not c.fin and not self._waited(
+                    c.first_ts_ns):
+                self.stats.cut_by_end += 1  # the capture ended too soon for a timeout
+                return
+            failure = "tcp/timeout"
+        elif s.rst and not s.syn:
+            failure = "tcp/refused"
+        elif s.rst and s.syn and not c.fin and rst is not None:
+            failure = "tcp/reset"
+        else:
+            return
+        if rst is not None:
+            info = _rst_info(rst, s.rst, s.packets_after_rst)
+        if c.syn > 1:
+            notes.append(f"the client sent its SYN {c.syn} times")
+        t0 = first if first is not None else (c.first_ts_ns or ev.ts_ns)
+        self.stats.tcp_failures += 1
+        self._emit(FlowObservation(ev.key, t0, t0, failure, rst=info,
+                                   anomalies=tuple(notes)))
+
+    def _finish(self, fid: int, st: _Flow, end: FlowEnd | None) -> None:
+        """Make the flow's observation: at the handshake's completion, or at the flow's end."""
+        if end is None:
+            del self._flows[fid]
+            self._done.add(fid)
+            self._skip(fid, st)
+        conn = st.conn
+        ch, sh = conn.client_hello, conn.server_hello
+        if ch is None and sh is None:
+            return  # TLS records without a handshake (picked up mid-stream): nothing to judge
+        notes: list[str] = list(st.gap_notes)
+        failure = st.failure
+        tls13 = sh is not None and sh.version >= _TLS13
+        chain = conn.certificates or ()
+        if failure is None and st.done_ns is None and not chain and not tls13 \
+                and not st.server_gap:
+            if st.hello_ns is not None and end is not None and end.reason == "eof" \
+                    and st.client_abort_ns is None and not self._waited(st.hello_ns):
+                self.stats.cut_by_end += 1  # the capture ended too soon to say more
+                return
+            if st.warning_alert is not None:
+                failure = f"tls/alert:{st.warning_alert}"
+            elif st.hello_ns is not None and (st.server_bytes == 0
+                                              or st.client_abort_ns is None):
+                # Nothing (or no complete flight) came back before the flow ended.
+                failure = "tls/timeout"
+        if failure == "tls/timeout" and st.hello_ns is not None:
+            if st.client_abort_ns is not None:
+                notes.append(f"the client gave up {_ms(st.hello_ns, st.client_abort_ns)} ms "
+                             "after the ClientHello")
+            elif end is not None and end.reason == "idle":
+                notes.append("no packet for the idle timeout: the flow was given up")
+        if st.client_abort_ns is not None and st.done_ns is None and failure is None:
+            why = f" with alert {st.client_alert}" if st.client_alert else ""
+            notes.append(f"the client aborted the handshake{why}")
+        rst_info = None
+        if end is not None:
+            notes += _summary_notes(end.server, end.client)
+            if st.rst is not None:
+                rst_info = _rst_info(st.rst, end.server.rst, end.server.packets_after_rst)
+        elif st.rst is not None:
+            rst_info = _rst_info(st.rst, st.rsts, 0)
+        for who, hello in (("client_hello", ch), ("server_hello", sh)):
+            if hello is not None:
+                notes += [f"{who}: {a}" for a in hello.anomalies]
+        if conn.client.status is Status.INVALID and conn.client.invalid_reason != "truncated":
+            notes.append(f"client stream: {conn.client.invalid_reason}")
+        resumed = bool(sh is not None and not tls13 and not st.cert and st.done_ns is not None)
+        server_alert = next((a.name for c, a in conn.alerts if not c), None)
+        decisive = st.done_ns if st.done_ns is not None else st.fail_ns
+        self.stats.handshakes += 1
+        if chain:
+            self.stats.chains += 1
+        elif tls13:
+            self.stats.encrypted_chains += 1
+        t = st.hello_ns if st.hello_ns is not None else (st.sh_ns or st.first_ns)
+        sni = (ch.server_name or None) if ch is not None else None  # (an empty name: none)
+        self._emit(FlowObservation(
+            key=st.key, first_packet_ns=st.first_ns, time_ns=t, failure=failure,
+            sni=sni, dns_name=None if sni else self._names.get(st.key.server_ip),
+            client_hello=ch is not None,
+            version=sh.version if sh is not None else None,
+            cipher=sh.cipher_suite if sh is not None else None,
+            alpn=sh.alpn_protocol.decode("ascii", "replace")
+            if sh is not None and sh.alpn_protocol else None,
+            ja3=conn.ja3, ja3s=conn.ja3s, ja4=conn.ja4, history=conn.history,
+            server_alert=server_alert, client_alert=st.client_alert, chain_der=chain,
+            chain_encrypted=tls13, resumed=resumed, handshake_complete=st.done_ns is not None,
+            bytes_missing=bool(st.gap_notes),
+            non_tls_prefix=st.prefix if failure == "tls/not_tls" else b"",
+            client_bytes=st.client_bytes, server_bytes=st.server_bytes,
+            handshake_ms=_ms(st.hello_ns, decisive), rst=rst_info, anomalies=tuple(notes),
+        ))
+
+    def _waited(self, since: int | None) -> bool:
+        """The capture went on long enough after ``since`` to call silence a timeout."""
+        reader = self.reader
+        return since is not None and not reader.partial \
+            and reader.last_ts_ns - since >= WAIT_AT_END_NS
+
+    # -- DNS -------------------------------------------------------------------------------
+
+    def _datagram(self, ts: int, p: PacketTuple) -> None:
+        sport, dport = p[5], p[6]
+        if sport != _DNS_PORT and dport != _DNS_PORT:
+            return
+        wire = p[11]
+        if len(wire) < 12:
+            self.own_anomalies["dns_malformed"] += 1
+            return
+        if not wire[2] & 0x80:
+            # A query: only its id and time matter (no full parse: half the DNS cost).
+            if dport == _DNS_PORT:
+                q = self._queries
+                q[(ip_to_str(p[0]), sport, ip_to_str(p[1]), wire[0] << 8 | wire[1])] = ts
+                if len(q) > _MAX_PENDING_QUERIES:
+                    q.popitem(last=False)
+            return
+        if sport != _DNS_PORT or _question_type(wire) not in _ADDRESS_TYPES:
+            return
+        # dnspython is imported on the first answer: captures without DNS never pay for it.
+        import dns.exception
+        import dns.message
+        import dns.rcode
+        import dns.rdatatype
+
+        try:
+            msg = dns.message.from_wire(wire)
+        except (dns.exception.DNSException, ValueError, IndexError, UnicodeError):
+            # Hostile or cut bytes are data (a counted anomaly), never an exception.
+            self.own_anomalies["dns_malformed"] += 1
+            return
+        if not msg.question:
+            return
+        src, dst = ip_to_str(p[0]), ip_to_str(p[1])
+        question = msg.question[0]
+        qtype = question.rdtype
+        if qtype not in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            return
+        key = (dst, dport, src, msg.id)
+        notes: list[str] = []
+        sent = self._queries.pop(key, None)
+        earlier = self._answered.get(key)
+        if earlier is not None:
+            # Two answers to one query: an on-path injector racing the resolver.
+            notes.append(f"another answer to the same query came "
+                         f"{(ts - earlier[0]) / _NS_PER_MS:.3f} ms earlier")
+            sent = earlier[1]
+        elif sent is None:
+            sent = ts
+            notes.append("the query was not in the capture")
+        self._answered[key] = (ts, sent)
+        if len(self._answered) > _MAX_PENDING_QUERIES:
+            self._answered.popitem(last=False)
+        qname = question.name.to_text(omit_final_dot=True) or "."
+        answers = tuple(r.to_text() for rrset in msg.answer if rrset.rdtype == qtype
+                        for r in rrset)
+        names = self._names
+        for a in answers:
+            names[a] = qname
+            names.move_to_end(a)
+            if len(names) > _MAX_NAMES:
+                names.popitem(last=False)
+        self.stats.dns_answers += 1
+        self._emit(DnsObservation(
+            flow=Flow(dst, dport, src, sport, "udp"), first_packet_ns=sent, time_ns=ts,
+            qname=qname, qtype=dns.rdatatype.to_text(qtype),
+            rcode=dns.rcode.to_text(msg.rcode()), answers=answers,
+            dns_ms=_ms(sent, ts) if sent != ts else None, anomalies=tuple(notes)))
+
+
+def _question_type(wire: bytes) -> int | None:
+    """The QTYPE of a message's only question, read from the wire without parsing the rest
+    (None: not exactly one question, or a malformed name; dnspython then decides)."""
+    if wire[4] << 8 | wire[5] != 1:
+        return None
+    i, n = 12, len(wire)
+    while i < n:
+        label = wire[i]
+        if label == 0:
+            return wire[i + 1] << 8 | wire[i + 2] if i + 3 <= n else None
+        if label & 0xC0:  # compression in the question: unusual, let dnspython parse it
+            return None
+        i += 1 + label
+    return None
+
+
+def observe_capture(source: str | os.PathLike[str] | BinaryIO,
+                    config: FlowConfig | None = None) -> tuple[list[Observation],
+                                                               CaptureObserver]:
+    """Every observation of a capture as a list (small files, tests) and the observer."""
+    out: list[Observation] = []
+    obs = CaptureObserver(source, out.append, config=config)
+    try:
+        obs.run()
+    finally:
+        obs.close()
+    return out, obs

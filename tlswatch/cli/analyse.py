@@ -1,0 +1,729 @@
+"""``tlswatch analyse``: judge the TLS handshakes and DNS answers stored in capture files.
+
+Orchestration only: :mod:`tlswatch.capture.observe` reads and observes, and
+:mod:`tlswatch.classify.capture_record` judges; this module walks the inputs, hashes each
+file (in a thread, alongside the analysis: ids need the hash), writes records and input
+records, resumes, and reports on stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any, Final, TextIO
+
+import click
+
+from tlswatch.capture import CaptureFormatError, CaptureWarning, open_capture
+from tlswatch.capture.observe import CaptureObserver, Observation
+from tlswatch.classify.capture_record import capture_record
+from tlswatch.classify.chain import ChainJudge
+from tlswatch.classify.rules import RULES_VERSION
+from tlswatch.cli.errors import InputError
+from tlswatch.failures import Verdict, outcome_class
+from tlswatch.ids import new_run_id
+from tlswatch.model import SCHEMA, InputRecord, Record, Vantage, to_dict
+from tlswatch.probe.runrecord import closing_run_record, run_record
+from tlswatch.sinks.jsonl import JsonlWriter, read_jsonl
+from tlswatch.textsafe import terminal_safe
+from tlswatch.x509.registry import RegistryError, load_registry
+from tlswatch.x509.stores import AUTO_CANDIDATES, StoreError, load_store, load_stores
+
+__all__ = ["analyse", "default_key_path", "iter_inputs", "key_id", "record_dict"]
+
+# First bytes of what open_capture() accepts: pcap (all variants), pcapng, gzip, xz, bzip2.
+_MAGICS: Final = (
+    bytes.fromhex("d4c3b2a1"), bytes.fromhex("a1b2c3d4"), bytes.fromhex("4d3cb2a1"),
+    bytes.fromhex("a1b23c4d"), bytes.fromhex("34cdb2a1"), bytes.fromhex("a1b2cd34"),
+    b"\x0a\x0d\x0d\x0a", b"\x1f\x8b", b"\xfd7zXZ\x00", b"BZh",
+)
+_PENDING_MAX: Final = 4096  # observations held while the file's hash is being computed
+_BATCH: Final = 64  # records per write; every file ends with an fsync-ed checkpoint
+
+
+class _Interrupted(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _Duplicate(Exception):
+    """The file's content was already analysed in this run (another path)."""
+
+
+def default_key_path() -> Path:
+    """Where ``--anonymize`` keeps its key unless ``--anonymize-key`` says otherwise."""
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "tlswatch" / "anonymize.key"
+
+
+def key_id(key: bytes) -> str:
+    """A short public name of a pseudonymisation key (a hash: reveals nothing of the key)."""
+    return hashlib.sha256(b"tlswatch anonymize key id\x00" + key).hexdigest()[:16]
+
+
+def _looks_like_capture(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return False
+    return head.startswith(_MAGICS)
+
+
+def iter_inputs(args: tuple[str, ...], note: Callable[[str], None]) -> Iterator[tuple[Path, bool]]:
+    """(path, given explicitly) for each capture to analyse, directories walked in sorted
+    order; files in a directory that are not captures (by magic number) are noted, skipped."""
+    seen: set[str] = set()
+    for arg in args:
+        p = Path(arg)
+        if p.is_dir():
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                for name in sorted(files):
+                    f = Path(root) / name
+                    if not f.is_file() or str(f) in seen:
+                        continue
+                    seen.add(str(f))
+                    if _looks_like_capture(f):
+                        yield f, False
+                    else:
+                        note(f"{terminal_safe(str(f))}: not a capture, skipped")
+        elif str(p) not in seen:
+            seen.add(str(p))
+            yield p, True
+
+
+def _check_explicit(path: Path) -> None:
+    """A file named on the command line must be a readable capture: else a one-line error."""
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory")
+    try:
+        open_capture(path).close()
+    except CaptureFormatError as e:
+        raise InputError(str(e)) from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+@dataclass(slots=True)
+class _Existing:
+    """What a resumed output already holds."""
+
+    ids: set[str] = field(default_factory=set)
+    done: dict[str, str] = field(default_factory=dict)  # sha256 -> path, complete inputs
+    key_ids: set[str | None] = field(default_factory=set)
+    lines: int = 0
+
+
+def _existing(path: Path) -> _Existing:
+    out = _Existing()
+    if not path.exists():
+        return out
+    for obj in read_jsonl(path):
+        if obj.get("schema") != SCHEMA:
+            continue
+        out.lines += 1
+        kind = obj.get("kind")
+        if kind == "input":
+            if obj.get("complete") and isinstance(obj.get("sha256"), str):
+                out.done[obj["sha256"]] = str(obj.get("path"))
+                out.key_ids.add(obj.get("anonymize_key_id"))
+        elif kind is None and isinstance(obj.get("id"), str):
+            out.ids.add(obj["id"])
+    return out
+
+
+@dataclass(slots=True)
+class _Totals:
+    files: int = 0
+    skipped_done: int = 0
+    skipped_other: int = 0
+    partial: int = 0
+    errors: int = 0
+    bytes: int = 0
+    packets: int = 0
+    flows: int = 0
+    handshakes: int = 0
+    chains: int = 0
+    encrypted: int = 0
+    cut_by_end: int = 0
+    dns_answers: int = 0
+    dns_ok: int = 0
+    records: int = 0
+    already: int = 0
+    verdicts: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    anomalies: Counter[str] = field(default_factory=Counter)
+
+
+class _FileProgress:
+    """stderr: a live line on a terminal (which file, how far, records by verdict; a few
+    redraws a second), -v lines, and messages that never break the live line."""
+
+    def __init__(self, stream: TextIO, *, live: bool, verbose: bool,
+                 interval: float = 0.2) -> None:
+        self.stream = stream
+        self.live = live
+        self.verbose = verbose
+        self.interval = interval
+        self.counts: Counter[str] = Counter()
+        self.done = 0
+        self.file = ""
+        self.index = 0
+        self.count = 0
+        self.size = 1
+        self.read = 0
+        self.t0 = time.monotonic()
+        self.bytes_before = 0
+        self._last_draw = 0.0
+        self._shown = False
+
+    def _clear(self) -> None:
+        if self._shown:
+            self.stream.write("\r\x1b[K")
+            self._shown = False
+
+    def message(self, text: str) -> None:
+        self._clear()
+        self.stream.write(text + "\n")
+        self.stream.flush()
+        self._draw(force=True)
+
+    def record(self, rec: Record) -> None:
+        self.done += 1
+        self.counts[rec.verdict] += 1
+        if self.verbose:
+            self.message(verbose_line(rec))
+        else:
+            self._draw()
+
+    def status(self) -> str:
+        elapsed = max(1e-9, time.monotonic() - self.t0)
+        mbs = (self.bytes_before + self.read) / elapsed / 1e6
+        pct = min(100, 100 * self.read // max(1, self.size))
+        counts = "  ".join(f"{v} {self.counts[v]}" for v in Verdict if self.counts[v])
+        return (f"file {self.index}/{self.count} {pct:3d}% {terminal_safe(self.file, 40)}  "
+                f"{self.done} records  {counts}  {mbs:.1f} MB/s")
+
+    def tick(self, read: int) -> None:
+        self.read = read
+        self._draw()
+
+    def _draw(self, force: bool = False) -> None:
+        if not self.live:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_draw < self.interval:
+            return
+        self._last_draw = now
+        width = shutil.get_terminal_size((100, 20)).columns - 1
+        self.stream.write("\r\x1b[K" + self.status()[:width])
+        self.stream.flush()
+        self._shown = True
+
+    def close(self) -> None:
+        self._clear()
+        self.stream.flush()
+
+
+def verbose_line(rec: Record) -> str:
+    """One line per record: verdict, outcome, name, client -> server, capture."""
+    t, f = rec.target, rec.flow
+    where = "-"
+    if f is not None:
+        where = (f"{_hostport(f.client_ip, f.client_port)} -> "
+                 f"{_hostport(f.server_ip, f.server_port)}"
+                 + ("/udp" if f.transport == "udp" else ""))
+    return (f"{rec.verdict:<12} {terminal_safe(rec.outcome, 90)}  {terminal_safe(t.domain, 80)}"
+            f"  {where}  {terminal_safe(rec.vantage.name, 60)}")
+
+
+def _hostport(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+class _FileRun:
+    """One capture: observe, hash alongside, judge, write."""
+
+    def __init__(self, path: Path, *, judge: ChainJudge, writer: JsonlWriter, run_id: str,
+                 existing: _Existing, pseudonym: Callable[[str], str] | None,
+                 progress: _FileProgress, totals: _Totals, seen_sha: dict[str, str],
+                 known_sha: str | None) -> None:
+        self.path = path
+        self.judge = judge
+        self.writer = writer
+        self.run_id = run_id
+        self.existing = existing
+        self.pseudonym = pseudonym
+        self.progress = progress
+        self.totals = totals
+        self.seen_sha = seen_sha
+        self.sha: str | None = None  # known and checked: records can be written
+        self._digest: str | None = known_sha
+        self.pending: list[Observation] = []
+        self.records = 0
+        self.vantage = Vantage(name=path.name, kind="capture")
+        self._hasher: threading.Thread | None = None
+        self._hash_error: OSError | None = None
+        self.observer: CaptureObserver | None = None
+        self.note: str | None = None
+
+    def _hash(self) -> None:
+        """In a thread (hashlib releases the GIL): ``sha`` is set by the main thread."""
+        try:
+            self._digest = _sha256_now(self.path)
+        except OSError as e:
+            self._hash_error = e
+
+    def _sha_ready(self, wait: bool) -> bool:
+        """Is the file's hash known (and checked against files done in this run)?"""
+        if self.sha is not None:
+            return True
+        t = self._hasher
+        if t is not None:
+            if wait:
+                t.join()
+            elif t.is_alive():
+                return False
+        if self._hash_error is not None:
+            raise self._hash_error
+        assert self._digest is not None
+        if self._digest in self.seen_sha:
+            raise _Duplicate(self.seen_sha[self._digest])
+        self.sha = self._digest
+        return True
+
+    def _flush(self) -> None:
+        pending, self.pending = self.pending, []
+        for obs in pending:
+            self._write(obs)
+
+    def _observation(self, obs: Observation) -> None:
+        if self.sha is None:
+            self.pending.append(obs)
+            if self._sha_ready(wait=len(self.pending) >= _PENDING_MAX):
+                self._flush()
+            return
+        self._write(obs)
+
+    def _write(self, obs: Observation) -> None:
+        assert self.sha is not None
+        out = capture_record(obs, self.judge, run_id=self.run_id, file_sha256=self.sha,
+                             vantage=self.vantage, pseudonym=self.pseudonym)
+        t = self.totals
+        if out is None:
+            t.dns_ok += 1
+            return
+        rec: Record = out[0]
+        if rec.id in self.existing.ids:
+            t.already += 1
+            return
+        self.writer.write(record_dict(rec))
+        self.records += 1
+        t.records += 1
+        t.verdicts[rec.verdict] += 1
+        t.outcomes[outcome_class(rec.outcome)] += 1
+        self.progress.record(rec)
+
+    def _tick(self) -> None:
+        obs = self.observer
+        if obs is not None:
+            self.progress.tick(obs.reader.bytes)
+        if self.pending and self._sha_ready(wait=False):
+            self._flush()
+
+    def run(self) -> InputRecord:
+        if self._digest is None:
+            self._hasher = threading.Thread(target=self._hash, name="sha256", daemon=True)
+            self._hasher.start()
+        else:
+            self._sha_ready(wait=True)
+        self.observer = obs = CaptureObserver(self.path, self._observation, on_tick=self._tick)
+        try:
+            obs.run()
+        finally:
+            obs.close()
+        self._sha_ready(wait=True)
+        self._flush()
+        assert self.sha is not None
+        self.seen_sha[self.sha] = str(self.path)
+        reader = obs.reader
+        anomalies = obs.anomalies
+        st = obs.stats
+        t = self.totals
+        t.packets += reader.packets
+        t.flows += obs.flows_seen
+        t.handshakes += st.handshakes
+        t.chains += st.chains
+        t.encrypted += st.encrypted_chains
+        t.cut_by_end += st.cut_by_end
+        t.dns_answers += st.dns_answers
+        t.anomalies.update(anomalies)
+        notes = list(reader.warnings)
+        if st.key_logs:
+            self.note = (f"{st.key_logs} embedded TLS key log(s) not used yet: TLS 1.3 chains "
+                         "stay encrypted")
+            notes.append(self.note)
+        return InputRecord(
+            run_id=self.run_id, path=str(self.path), sha256=self.sha,
+            size=self.path.stat().st_size, records=self.records, complete=True,
+            partial=reader.partial, format=reader.capture.format, packets=reader.packets,
+            flows=obs.flows_seen, handshakes=st.handshakes,
+            anomalies=dict(sorted(anomalies.items())), warnings=tuple(notes),
+            anonymize_key_id=None)
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+_CHAIN_CACHE: dict[int, tuple[object, list[Any]]] = {}
+_CHAIN_CACHE_MAX: Final = 1024
+
+
+def _plain(value: Any) -> Any:
+    """:func:`tlswatch.model.to_dict` for nested parts, with the field names cached per class
+    (``to_dict`` asks ``dataclasses`` for them on every object: most of a record's cost)."""
+    cls = value.__class__
+    if cls in _SCALARS:
+        return value
+    names = _FIELDS.get(cls)
+    if names is not None:
+        return {n: _plain(getattr(value, n)) for n in names}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        _FIELDS[value.__class__] = tuple(f.name for f in dataclasses.fields(value))
+        return _plain(value)
+    return value
+
+
+def record_dict(rec: Record) -> dict[str, Any]:
+    """Exactly ``to_dict(rec)``, faster: a judged chain (the bulk of a record) is converted
+    once per chain the judge hands out, then reused (keyed by the chain tuple's identity,
+    which the judge's cache keeps across hits)."""
+    out: dict[str, Any] = {}
+    for f in _RECORD_FIELDS:
+        value = getattr(rec, f)
+        if value is None:
+            continue
+        if f == "chain" and value:
+            hit = _CHAIN_CACHE.get(id(value))
+            if hit is None or hit[0] is not value:
+                if len(_CHAIN_CACHE) >= _CHAIN_CACHE_MAX:
+                    _CHAIN_CACHE.clear()
+                hit = (value, _plain(value))
+                _CHAIN_CACHE[id(value)] = hit
+            out[f] = hit[1]
+        else:
+            out[f] = _plain(value)
+    return out
+
+
+_RECORD_FIELDS: Final = tuple(f.name for f in dataclasses.fields(Record))
+
+
+def _sha256_now(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _summary(t: _Totals, elapsed: float, top: int = 10) -> str:
+    lines = [f"files          {t.files} analysed" + (f", {t.partial} partial" if t.partial else "")
+             + (f", {t.skipped_done} already done" if t.skipped_done else "")
+             + (f", {t.skipped_other} skipped" if t.skipped_other else "")
+             + (f", {t.errors} failed" if t.errors else ""),
+             f"packets        {t.packets:,} in {t.flows:,} TCP flows; {t.dns_answers:,} DNS "
+             f"answers ({t.dns_ok:,} with nothing wrong: no record)",
+             f"TLS handshakes {t.handshakes:,} ({t.chains:,} chains in cleartext, "
+             f"{t.encrypted:,} encrypted: TLS 1.3)" + (
+                 f"; {t.cut_by_end:,} unanswered when the capture ended (no record)"
+                 if t.cut_by_end else ""),
+             "verdict        records"]
+    for v in Verdict:
+        if t.verdicts[v]:
+            lines.append(f"  {v.value:<12} {t.verdicts[v]:>7}")
+    if t.outcomes:
+        lines.append(f"outcome (top {top})")
+        for name, n in t.outcomes.most_common(top):
+            lines.append(f"  {terminal_safe(name, 40):<28} {n:>7}")
+    if t.anomalies:
+        lines.append(f"anomalies (top {top})")
+        for name, n in t.anomalies.most_common(top):
+            lines.append(f"  {terminal_safe(name, 40):<28} {n:>7}")
+    mb = t.bytes / 1e6
+    lines.append(f"{t.records} records ({t.already} already in the output) from {mb:,.1f} MB "
+                 f"in {elapsed:.2f} s ({mb / max(elapsed, 1e-9):,.1f} MB/s)")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True, metavar="CAPTURE|DIR...")
+@click.option("--store", "stores", multiple=True, metavar="NAME|PATH|auto|all",
+              help="Trust store(s) to judge chains against (repeatable), at the time of each "
+                   "handshake. Default: auto, the Mozilla snapshot nearest before that time "
+                   "(auto cannot be combined with other stores).")
+@click.option("--registry", "registries", multiple=True, type=click.Path(path_type=Path),
+              metavar="FILE", help="Extra interception-CA registry (JSON or PEM), repeatable.")
+@click.option("-o", "--output", metavar="FILE",
+              help="Write records to FILE (.jsonl) instead of stdout; safe against kill -9. "
+                   "Refuses a non-empty FILE unless --resume.")
+@click.option("--resume", is_flag=True,
+              help="Continue FILE of -o: skip captures already complete there (same content, "
+                   "by SHA-256), finish the rest without repeating a record.")
+@click.option("--anonymize", is_flag=True,
+              help="Replace client addresses (flow.client_ip) with keyed prefix-preserving "
+                   "pseudonyms (Crypto-PAn): subnets stay recognisable, hosts do not. Record ids "
+                   "are computed after, from the pseudonyms: stable across runs with one key.")
+@click.option("--anonymize-key", type=click.Path(dir_okay=False, path_type=Path),
+              metavar="FILE",
+              help="The 32-byte pseudonym key (created, mode 0600, if absent; implies "
+                   "--anonymize). Default: $XDG_CONFIG_HOME (or ~/.config)/tlswatch/"
+                   "anonymize.key. Keep it "
+                   "private: with it, pseudonyms can be tested against guesses.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl",
+              show_default=True, help="Output format (more with the outputs issue).")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Print one line per record and per file on stderr.")
+def analyse(inputs: tuple[str, ...], stores: tuple[str, ...], registries: tuple[Path, ...],
+            output: str | None, resume: bool, anonymize: bool, anonymize_key: Path | None,
+            fmt: str, verbose: bool) -> None:
+    """Judge every TLS handshake and DNS answer in pcap/pcapng captures (also gzip, xz or
+    bzip2 compressed, found by magic number, not by name) and write one tlswatch/1 record
+    each (JSON Lines, source "pcap").
+
+    TLS is found by content on any port. A cleartext chain is judged at the time of its
+    handshake; TLS 1.3 chains are encrypted (cert/no_chain until key logs are supported).
+    Blocking shows as what the wire did after the ClientHello: tls/reset (with the RST's
+    TTL/IP ID and evidence of injection in tcp.rst), tls/timeout, tls/alert:NAME,
+    tls/not_tls (blockpages matched), tls/eof; and tcp/timeout, tcp/refused, tcp/reset on
+    TLS ports. A capture that ends too soon after an unanswered ClientHello (under 10 s)
+    claims no timeout. DNS answers (UDP port 53) give records for NXDOMAIN, SERVFAIL,
+    REFUSED, no address or bogon addresses only. No control exists in a capture: failures
+    are anomalies, not "blocked" (a known blockpage is blocked).
+
+    Directories are walked in sorted order; files in them that are not captures are skipped
+    with a note. The output starts with a run record (kind "run") and ends with it again
+    with "ended"; each capture's records are followed by an input record (kind "input":
+    path, sha256, records, anomalies, complete) that --resume relies on.
+
+    A truncated or damaged capture gives its records so far, a warning and partial: true.
+    Exit status: 0 when the captures were analysed (whatever the verdicts); 2 for usage or
+    input errors (a named file that is not a capture); 1 when a file failed inside
+    tlswatch (reported); 130/143 when interrupted (--resume continues).
+    """
+    err = sys.stderr
+    del fmt  # the only format for now
+    if output == "-":
+        output = None
+    out_path = Path(output) if output else None
+    if out_path is not None and out_path.suffix != ".jsonl":
+        raise InputError(f"-o {output}: only .jsonl output for now")
+    if resume and out_path is None:
+        raise InputError("--resume needs -o FILE (the output to continue)")
+    if out_path is not None and not resume and out_path.exists() \
+            and out_path.stat().st_size > 0:
+        raise InputError(f"{output} exists and is not empty: add --resume to continue it, "
+                         "or choose another file")
+
+    progress = _FileProgress(err, live=err.isatty(), verbose=verbose)
+    totals = _Totals()
+
+    def note(msg: str) -> None:
+        totals.skipped_other += 1
+        progress.message(f"tlswatch: {msg}")
+
+    for arg in inputs:
+        if not os.path.exists(arg):
+            raise InputError(f"{arg}: no such file or directory")
+    files = list(iter_inputs(inputs, note))
+    if not files:
+        raise InputError("no capture among the inputs")
+    for path, explicit in files:
+        if explicit:
+            _check_explicit(path)
+
+    # -- engine ----------------------------------------------------------------------------
+    try:
+        registry = load_registry(registries)
+    except RegistryError as e:
+        raise InputError(str(e)) from None
+    specs = stores or ("auto",)
+    try:
+        if specs == ("auto",):
+            store_list = None
+            store_versions = [(s.name, s.version) for s in map(load_store, AUTO_CANDIDATES)]
+        elif "auto" in specs:
+            raise InputError("--store auto cannot be combined with other stores")
+        else:
+            loaded = load_stores(specs)
+            store_list = loaded
+            store_versions = [(s.name, s.version) for s in loaded]
+    except StoreError as e:
+        raise InputError(str(e)) from None
+    judge = ChainJudge(store_list, registry)
+
+    pseudonym: Callable[[str], str] | None = None
+    kid: str | None = None
+    if anonymize or anonymize_key is not None:
+        from tlswatch.anonymize import (
+            AnonymizeKeyError,
+            PrefixPreservingAnonymizer,
+            load_or_create_key,
+        )
+        key_path = anonymize_key or default_key_path()
+        created = not key_path.exists()
+        try:
+            key_path.parent.mkdir(parents=True, exist_ok=True)
+            key = load_or_create_key(key_path)
+        except AnonymizeKeyError as e:
+            raise InputError(str(e)) from None
+        except OSError as e:
+            raise InputError(f"--anonymize-key {key_path}: {e.strerror or e}") from None
+        if created:
+            progress.message(f"tlswatch: created the anonymization key {key_path} (keep it "
+                             "to get the same pseudonyms next time)")
+        pseudonym = PrefixPreservingAnonymizer(key).anonymize
+        kid = key_id(key)
+
+    # -- output ----------------------------------------------------------------------------
+    existing = _Existing()
+    if out_path is not None:
+        if resume:
+            existing = _existing(out_path)
+            if existing.key_ids and existing.key_ids != {kid}:
+                raise InputError(f"{output} was written with other --anonymize settings "
+                                 "(key); resume with the same ones")
+        try:
+            writer = JsonlWriter(out_path, batch=_BATCH)  # cuts a torn tail left by a kill
+        except OSError as e:
+            raise InputError(f"{output}: cannot write ({e.strerror or e})") from None
+    else:
+        writer = JsonlWriter(sys.stdout, batch=_BATCH)
+    started = datetime.now(UTC)
+    run_id = new_run_id(started)
+    opening = run_record(
+        run_id=run_id, started=started, command=[Path(sys.argv[0]).name, *sys.argv[1:]],
+        rules_version=RULES_VERSION, registry_version=registry.version, stores=store_versions,
+        resumed=existing.lines > 0)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        raise _Interrupted(signum)
+
+    previous = None
+    with contextlib.suppress(ValueError):  # not in the main thread: no handler
+        previous = signal.signal(signal.SIGTERM, on_signal)
+    status = 0
+    t0 = time.monotonic()
+    progress.t0 = t0
+    progress.count = len(files)
+    seen_sha: dict[str, str] = {}
+    try:
+        writer.write(opening)
+        writer.checkpoint()
+        with warnings.catch_warnings():
+            # The capture layer warns through `warnings`; we print one line per warning.
+            warnings.simplefilter("ignore", CaptureWarning)
+            for i, (path, explicit) in enumerate(files, 1):
+                progress.index, progress.file, progress.read = i, path.name, 0
+                status = max(status, _analyse_one(
+                    path, explicit, judge=judge, writer=writer, run_id=run_id,
+                    existing=existing, pseudonym=pseudonym, kid=kid, progress=progress,
+                    totals=totals, seen_sha=seen_sha, resume=resume))
+        writer.write(closing_run_record(opening, datetime.now(UTC)))
+    except (KeyboardInterrupt, _Interrupted) as e:
+        progress.message("tlswatch: interrupted; run again with --resume to finish")
+        status = 128 + e.signum if isinstance(e, _Interrupted) else 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly, as other filters do.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        progress.close()
+        try:
+            writer.close()
+        except BrokenPipeError:
+            status = status or 1
+    err.write(_summary(totals, time.monotonic() - t0) + "\n")
+    if status:
+        sys.exit(status)
+
+
+def _analyse_one(path: Path, explicit: bool, *, judge: ChainJudge, writer: JsonlWriter,
+                 run_id: str, existing: _Existing, pseudonym: Callable[[str], str] | None,
+                 kid: str | None, progress: _FileProgress, totals: _Totals,
+                 seen_sha: dict[str, str], resume: bool) -> int:
+    """One capture; returns the exit status it calls for (0 or 1)."""
+    name = terminal_safe(str(path))
+    try:
+        size = path.stat().st_size
+        progress.size = max(1, size)
+        known = _sha256_now(path) if resume and existing.done else None
+        if known is not None and known in existing.done:
+            totals.skipped_done += 1
+            if progress.verbose:
+                progress.message(f"tlswatch: {name}: already complete in the output, skipped")
+            return 0
+        run = _FileRun(path, judge=judge, writer=writer, run_id=run_id, existing=existing,
+                       pseudonym=pseudonym, progress=progress, totals=totals,
+                       seen_sha=seen_sha, known_sha=known)
+        inp = run.run()
+    except _Duplicate as e:
+        totals.skipped_other += 1
+        progress.message(f"tlswatch: {name}: same content as {terminal_safe(str(e))}, skipped")
+        return 0
+    except CaptureFormatError as e:
+        if explicit:
+            progress.message(f"tlswatch: error: {terminal_safe(str(e))}")
+            totals.errors += 1
+            return 1
+        totals.skipped_other += 1
+        progress.message(f"tlswatch: {terminal_safe(str(e))}; skipped")
+        return 0
+    except OSError as e:
+        totals.errors += 1
+        progress.message(f"tlswatch: error: {name}: cannot read ({e.strerror or e})")
+        return 1
+    except (KeyboardInterrupt, _Interrupted, BrokenPipeError):
+        raise
+    except Exception as e:  # a bug of ours: report it, keep the other files going
+        totals.errors += 1
+        progress.message(f"tlswatch: internal error on {name}: {type(e).__name__}: "
+                         f"{terminal_safe(str(e), 200)}")
+        return 1
+    if kid is not None:
+        inp = replace(inp, anonymize_key_id=kid)
+    writer.write(to_dict(inp))  # a plain dict: every record sink takes one
+    writer.checkpoint()
+    totals.files += 1
+    totals.bytes += inp.size
+    progress.bytes_before += inp.size
+    if inp.partial:
+        totals.partial += 1
+    for w in inp.warnings:
+        kind = "note" if w == run.note else "warning"
+        progress.message(f"tlswatch: {kind}: {terminal_safe(w, 300)}")
+    if progress.verbose:
+        n_anom = sum(inp.anomalies.values())
+        progress.message(f"tlswatch: {name}: {inp.packets:,} packets, {inp.flows:,} flows, "
+                         f"{inp.handshakes:,} handshakes, {inp.records:,} records, {n_anom:,} "
+                         f"anomalies, sha256 {inp.sha256[:16]}…")
+    return 0
