@@ -184,3 +184,40 @@ def test_auto_store_follows_the_time() -> None:
     assert [v.store for v in j2019.validation] == ["mozilla@2019-06"]
     j2021 = judge.judge(_ders(sc.chain), host=sc.host, at=sc.at.replace(year=2021))
     assert [v.store for v in j2021.validation] == ["mozilla@2020-12"]
+
+
+def test_cached_judgements_equal_uncached_ones(public_store: TrustStore) -> None:
+    # The chain and certificate caches (and the SAN shortcut of PreparedChain) change the
+    # cost, never the answer: compare with a judge that caches nothing.
+    cached = ChainJudge([public_store], REGISTRY)
+    plain = ChainJudge([public_store], REGISTRY, cache_size=0)
+    wild = F.leaf(F.public_ca(), ["*.many.example"])
+    chains = [*(sc.chain for sc in F.scenarios("site.example")),
+              (wild.cert, F.public_ca().cert), F.forged_2019("site.example").chain]
+    hosts = ("site.example", "a.many.example", "b.many.example", "many.example", None,
+             "192.0.2.7", "SITE.example")
+    for _ in range(2):
+        for chain in chains:
+            for host in hosts:
+                for at in (F.now, F.now + timedelta(days=90)):
+                    ders = _ders(chain)
+                    assert cached.judge(ders, host=host, at=at) == \
+                        plain.judge(ders, host=host, at=at)
+    assert cached.hits > 0
+
+
+def test_an_intermediate_is_read_once_for_every_chain_that_sends_it(
+        public_store: TrustStore) -> None:
+    judge = ChainJudge([public_store], REGISTRY)
+    a = judge.judge(_ders(F.legitimate("a.example").chain), host="a.example", at=F.now)
+    b = judge.judge(_ders(F.legitimate("b.example").chain), host="b.example", at=F.now)
+    assert a.chain[0] != b.chain[0] and a.chain[1] is b.chain[1]  # the same facts object
+    assert a.outcome == b.outcome == "cert/valid"
+
+
+def test_bounded_caches_still_judge_right(public_store: TrustStore) -> None:
+    judge = ChainJudge([public_store], REGISTRY, cache_size=1)
+    for host in ("a.example", "b.example", "a.example"):
+        j = judge.judge(_ders(F.legitimate(host).chain), host=host, at=F.now)
+        assert j.outcome == "cert/valid"
+    assert len(judge._cache) == len(judge._chains) == 1 and len(judge._certs) <= 4

@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import ipaddress
 import random
 from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tlswatch.testing import FIXED_NOW, CertFactory, Scenario, forge_2019, real_qaznet_root
+from tlswatch.testing import (
+    FIXED_NOW,
+    CertFactory,
+    Issued,
+    Scenario,
+    forge_2019,
+    real_qaznet_root,
+)
 from tlswatch.x509.stores import StoreError, TrustStore, load_store
-from tlswatch.x509.validate import ERRORS, validate_all, validate_chain
+from tlswatch.x509.validate import (
+    ERRORS,
+    PreparedChain,
+    san_matches_host,
+    validate_all,
+    validate_chain,
+)
 
 F = CertFactory(seed=0)
 
@@ -170,3 +188,139 @@ def test_real_trust_store_rejects_test_pki() -> None:
     assert validate_chain(legit.chain, real, host=legit.host, at=legit.at).error == (
         "incomplete_chain"
     )
+
+
+# -- PreparedChain: the same answers as validate_chain, one path verification per window -----
+
+_TRICKY_SANS = ["*.wild.example", "Exact.Example", "a-b.example", "xn--bcher-kva.example",
+                "*.", "*", "*.*.example", "bad_label.example", "-dash.example", "*.com",
+                "trailing.example.", "1.2.3.4", "f*o.example"]
+
+
+def _verifier_accepts(leaf: x509.Certificate, ca: x509.Certificate, host: str) -> bool:
+    from cryptography.x509.verification import PolicyBuilder, VerificationError
+
+    builder = PolicyBuilder().store(store([F.public_root().cert]).verification_store())
+    try:
+        builder.time(FIXED_NOW).build_server_verifier(x509.DNSName(host)).verify(leaf, [ca])
+    except (VerificationError, ValueError):
+        return False
+    return True
+
+
+@functools.cache
+def _tricky_leaf() -> tuple[x509.Certificate, x509.Certificate]:
+    ca = F.public_ca()
+    return _leaf_with([x509.DNSName(s) for s in _TRICKY_SANS], ca), ca.cert
+
+
+def _leaf_with(names: list[x509.DNSName], ca: Issued) -> x509.Certificate:
+    from cryptography.x509.oid import NameOID
+
+    base = F.leaf(ca, ["tricky.example"], key_name="tricky").cert
+    builder = (x509.CertificateBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tricky.example")]))
+        .issuer_name(ca.cert.subject).public_key(base.public_key())
+        .serial_number(base.serial_number).not_valid_before(base.not_valid_before_utc)
+        .not_valid_after(base.not_valid_after_utc))
+    for e in base.extensions:
+        value = x509.SubjectAlternativeName(names) if isinstance(
+            e.value, x509.SubjectAlternativeName) else e.value
+        builder = builder.add_extension(value, e.critical)
+    return builder.sign(ca.key, hashes.SHA256())
+
+
+_HOSTS = st.one_of(
+    st.sampled_from(["x.wild.example", "X.WILD.Example", "wild.example", "a.b.wild.example",
+                     "exact.example", "EXACT.example", "a-b.example", "xn--bcher-kva.example",
+                     "bad_label.example", "-dash.example", "x.com", "com", "1.2.3.4",
+                     "trailing.example", "trailing.example.", "foo.example", "", ".", "a..b",
+                     "x.wild.example.", "\u00e9.wild.example", "\u212a.wild.example"]),
+    st.text(alphabet="aBx0-_.*", max_size=24),
+    st.from_regex(r"[a-z0-9-]{1,8}\.wild\.example", fullmatch=True),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(host=_HOSTS)
+def test_san_match_never_claims_more_than_the_verifier(host: str) -> None:
+    leaf, ca = _tricky_leaf()
+    ours = san_matches_host(_TRICKY_SANS, host)
+    theirs = _verifier_accepts(leaf, ca, host)
+    assert not ours or theirs  # a "yes" is always cryptography's yes
+    is_ip = True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        is_ip = False
+    if not is_ip:
+        assert ours == theirs  # and for names (not IP literals) the very same answer
+
+
+_AT_OFFSETS = (timedelta(0), timedelta(days=70), timedelta(days=-40))
+
+
+@pytest.mark.parametrize("sc", F.scenarios(), ids=lambda s: s.name)
+def test_prepared_chain_equals_validate_chain(sc: Scenario) -> None:
+    s = store(sc.roots)
+    prepared = PreparedChain(sc.chain)
+    hosts = (sc.host, sc.host.upper(), "other.example", None, "192.0.2.1", "a_b.example",
+             sc.host + ".", "")
+    for _ in range(2):  # the second round answers from the cached verification
+        for offset in _AT_OFFSETS:
+            for host in hosts:
+                at = sc.at + offset
+                assert prepared.validate(s, host=host, at=at) == \
+                    validate_chain(sc.chain, s, host=host, at=at), (host, offset)
+
+
+def test_prepared_chain_ip_sans_and_naive_time() -> None:
+    ca = F.public_ca()
+    chain = [F.leaf(ca, ["192.0.2.10", "2001:db8::1", "named.example"]).cert, ca.cert]
+    s = store([F.public_root().cert])
+    prepared = PreparedChain(chain)
+    for host in ("192.0.2.10", "2001:db8::1", "192.0.2.11", "named.example", None):
+        assert prepared.validate(s, host=host, at=FIXED_NOW) == \
+            validate_chain(chain, s, host=host, at=FIXED_NOW)
+    with pytest.raises(ValueError):
+        prepared.validate(s, host=None, at=FIXED_NOW.replace(tzinfo=None))
+    assert PreparedChain([]).validate(s, host="x.example", at=FIXED_NOW).error == "invalid"
+
+
+def test_prepared_chain_notices_a_store_root_expiring() -> None:
+    # The presented chain outlives the store's root: the cached verification must not
+    # survive the root's not_after (a window edge of the store, not of the chain).
+    root = F.root("CN=Short-lived Root", key_name="short-root",
+                  not_after=FIXED_NOW + timedelta(days=1))
+    ca = F.intermediate("CN=Long CA", root, key_name="long-ca",
+                        not_after=FIXED_NOW + timedelta(days=400))
+    leaf = F.leaf(ca, ["*.short.example"], not_after=FIXED_NOW + timedelta(days=300))
+    chain, s = [leaf.cert, ca.cert], store([root.cert])
+    prepared = PreparedChain(chain)
+    for at in (FIXED_NOW, FIXED_NOW + timedelta(days=2), FIXED_NOW):
+        got = prepared.validate(s, host="a.short.example", at=at)
+        assert got == validate_chain(chain, s, host="a.short.example", at=at)
+    assert not prepared.validate(s, host="b.short.example",
+                                 at=FIXED_NOW + timedelta(days=2)).trusted
+
+
+def test_prepared_chain_verifies_once_for_many_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tlswatch.x509.validate as v
+
+    calls = 0
+    real = v._verify
+
+    def counting(*args: object) -> object:
+        nonlocal calls
+        calls += 1
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(v, "_verify", counting)
+    ca = F.public_ca()
+    chain = [F.leaf(ca, ["*.cdn.example"]).cert, ca.cert]
+    s = store([F.public_root().cert])
+    prepared = PreparedChain(chain)
+    for i in range(50):
+        assert prepared.validate(s, host=f"s{i}.cdn.example", at=FIXED_NOW).trusted
+    assert calls == 1
+    assert prepared.validate(s, host="cdn.example", at=FIXED_NOW).error == "hostname_mismatch"

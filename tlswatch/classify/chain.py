@@ -23,9 +23,14 @@ from tlswatch.failures import CertOutcome, Stage, outcome
 from tlswatch.model import CertFacts, Interception, Validation, rfc3339
 from tlswatch.x509.facts import cert_facts
 from tlswatch.x509.pem import ParsedCert, parse_der_chain
-from tlswatch.x509.registry import InterceptionRegistry, forgery_pattern, is_forgery_pattern
+from tlswatch.x509.registry import (
+    InterceptionRegistry,
+    RegistryMatch,
+    forgery_pattern,
+    is_forgery_pattern,
+)
 from tlswatch.x509.stores import TrustStore, auto_store
-from tlswatch.x509.validate import validate_all
+from tlswatch.x509.validate import PreparedChain, validate_all
 
 __all__ = [
     "ChainJudge",
@@ -90,11 +95,33 @@ def _anchor_cn(subject: str | None) -> str:
     return subject
 
 
-class ChainJudge:
-    """Judges chains against fixed stores (or ``auto`` per time) and a registry, with a cache.
+@dataclass(frozen=True, slots=True)
+class _Chain:
+    """What a presented chain says regardless of the host and the time: computed once."""
 
-    The cache key is the chain's certificate hashes, the name, the stores and their
-    versions, the registry version and the validity window the time falls in.
+    certs: list[x509.Certificate]
+    facts: tuple[CertFacts, ...]
+    anomalies: tuple[str, ...]
+    edges: list[datetime]
+    prepared: PreparedChain
+    match: RegistryMatch | None
+    traits: tuple[str, ...]
+    early: ChainJudgement | None  # no chain / unparseable leaf: the judgement, whatever else
+
+
+class ChainJudge:
+    """Judges chains against fixed stores (or ``auto`` per time) and a registry, with caches.
+
+    Three levels, all bounded LRUs (``cache_size`` 0 turns every one off):
+
+    * judgements, keyed by the chain's certificate hashes, the name, the stores and their
+      versions, the registry version and the validity window the time falls in;
+    * per chain (same hashes), what needs neither name nor time: parsed certificates,
+      facts, registry match, forgery traits, and a :class:`PreparedChain` that keeps the
+      strict path verification per store and window, so a new name for a known chain costs
+      a SAN match instead of a path verification (the many SNIs of one CDN or wildcard);
+    * per certificate (DER hash), the parsed certificate and its facts, shared by every
+      chain that presents it (a CA's intermediate).
     """
 
     def __init__(self, stores: Sequence[TrustStore] | None, registry: InterceptionRegistry,
@@ -104,6 +131,8 @@ class ChainJudge:
         # key -> (validity edges of the chain, {window index: judgement})
         self._cache: OrderedDict[tuple[object, ...],
                                  tuple[list[datetime], dict[int, ChainJudgement]]] = OrderedDict()
+        self._chains: OrderedDict[tuple[bytes, ...], _Chain] = OrderedDict()
+        self._certs: OrderedDict[bytes, tuple[ParsedCert, CertFacts]] = OrderedDict()
         self._cache_size = cache_size
         self.hits = 0
         self.misses = 0
@@ -118,8 +147,8 @@ class ChainJudge:
             return self._judge(parsed, [p.certificate for p in parsed if p.certificate is not None],
                                stores, host=host, at=at)
         # Keyed by hashes of the DER as sent, so a hit costs no parsing at all.
-        key = (tuple(hashlib.sha256(d).digest() for d in ders), host,
-               tuple((s.name, s.version) for s in stores), self.registry.version)
+        hashes = tuple(hashlib.sha256(d).digest() for d in ders)
+        key = (hashes, host, tuple((s.name, s.version) for s in stores), self.registry.version)
         entry = self._cache.get(key)
         if entry is not None:
             edges, by_window = entry
@@ -131,35 +160,68 @@ class ChainJudge:
                 return dataclasses.replace(cached, validation=tuple(
                     dataclasses.replace(v, at=when) for v in cached.validation))
         self.misses += 1
-        parsed = parse_der_chain(ders)
-        certs = [p.certificate for p in parsed if p.certificate is not None]
-        result = self._judge(parsed, certs, stores, host=host, at=at)
+        ch = self._chain(hashes, ders)
+        if ch.early is not None:
+            result = ch.early
+        else:
+            validations = tuple(ch.prepared.validate(s, host=host, at=at) for s in stores)
+            result = self._conclude(ch.facts, ch.anomalies, validations, ch.match, ch.traits)
         if entry is None:
-            entry = (_validity_edges(certs), {})
+            entry = (ch.edges, {})
             self._cache[key] = entry
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         entry[1][bisect.bisect_right(entry[0], at)] = result
         return result
 
+    def _parsed(self, digest: bytes, der: bytes) -> tuple[ParsedCert, CertFacts]:
+        hit = self._certs.get(digest)
+        if hit is not None:
+            self._certs.move_to_end(digest)
+            return hit
+        p = parse_der_chain([der])[0]
+        item = (p, cert_facts(p.der, p.certificate))
+        self._certs[digest] = item
+        if len(self._certs) > 4 * self._cache_size:
+            self._certs.popitem(last=False)
+        return item
+
+    def _chain(self, hashes: tuple[bytes, ...], ders: Sequence[bytes]) -> _Chain:
+        hit = self._chains.get(hashes)
+        if hit is not None:
+            self._chains.move_to_end(hashes)
+            return hit
+        pairs = [self._parsed(h, d) for h, d in zip(hashes, ders, strict=True)]
+        items = [p for p, _ in pairs]
+        certs = [p.certificate for p in items if p.certificate is not None]
+        facts = tuple(f for _, f in pairs)
+        anomalies = _anomalies(items)
+        early = _early(items, facts, anomalies)
+        ch = _Chain(certs, facts, anomalies, _validity_edges(certs), PreparedChain(certs),
+                    None if early else self.registry.match(certs),
+                    () if early else tuple(forgery_pattern(certs)), early)
+        self._chains[hashes] = ch
+        if len(self._chains) > self._cache_size:
+            self._chains.popitem(last=False)
+        return ch
+
     def _judge(self, items: Sequence[ParsedCert], certs: list[x509.Certificate],
                stores: Sequence[TrustStore], *, host: str | None, at: datetime) -> ChainJudgement:
         facts = tuple(cert_facts(p.der, p.certificate) for p in items)
-        anomalies = tuple(f"chain[{i}]: unparseable certificate ({p.error})"
-                          for i, p in enumerate(items) if p.certificate is None)
-        no_match = Interception(matched=False)
-        if not items:
-            return ChainJudgement((), (), no_match, outcome(Stage.CERT, CertOutcome.NO_CHAIN),
-                                  False, anomalies)
-        if items[0].certificate is None:
-            return ChainJudgement(facts, (), no_match, outcome(Stage.CERT, CertOutcome.INVALID),
-                                  False, (*anomalies, "the leaf certificate cannot be parsed"))
-
+        anomalies = _anomalies(items)
+        early = _early(items, facts, anomalies)
+        if early is not None:
+            return early
         validations = validate_all(certs, stores, host=host, at=at)
+        return self._conclude(facts, anomalies, validations, self.registry.match(certs),
+                              tuple(forgery_pattern(certs)))
+
+    @staticmethod
+    def _conclude(facts: tuple[CertFacts, ...], anomalies: tuple[str, ...],
+                  validations: tuple[Validation, ...], match: RegistryMatch | None,
+                  traits: tuple[str, ...]) -> ChainJudgement:
         trusted_all = all(v.trusted for v in validations)
         trusted_any = any(v.trusted for v in validations)
-        match = self.registry.match(certs)
-        traits = tuple(forgery_pattern(certs))
         pattern = is_forgery_pattern(traits)
 
         if match and (match.evidence == "verified_signature" or not trusted_any):
@@ -187,6 +249,24 @@ class ChainJudge:
                 else None
             out = outcome(Stage.CERT, err, detail)
         return ChainJudgement(facts, validations, interception, out, trusted_all, anomalies)
+
+
+def _anomalies(items: Sequence[ParsedCert]) -> tuple[str, ...]:
+    return tuple(f"chain[{i}]: unparseable certificate ({p.error})"
+                 for i, p in enumerate(items) if p.certificate is None)
+
+
+def _early(items: Sequence[ParsedCert], facts: tuple[CertFacts, ...],
+           anomalies: tuple[str, ...]) -> ChainJudgement | None:
+    """The judgement of a chain that cannot be validated at all (none, or no usable leaf)."""
+    no_match = Interception(matched=False)
+    if not items:
+        return ChainJudgement((), (), no_match, outcome(Stage.CERT, CertOutcome.NO_CHAIN),
+                              False, anomalies)
+    if items[0].certificate is None:
+        return ChainJudgement(facts, (), no_match, outcome(Stage.CERT, CertOutcome.INVALID),
+                              False, (*anomalies, "the leaf certificate cannot be parsed"))
+    return None
 
 
 def compare_with_control(seen: ChainJudgement | str, control: ChainJudgement | str,

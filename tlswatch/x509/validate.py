@@ -33,12 +33,15 @@ including its anchor.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import ipaddress
+import re
 import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -56,6 +59,8 @@ from tlswatch.x509.stores import TrustStore
 
 __all__ = [
     "ERRORS",
+    "PreparedChain",
+    "san_matches_host",
     "validate_all",
     "validate_chain",
 ]
@@ -340,3 +345,152 @@ def validate_all(
 ) -> tuple[Validation, ...]:
     """:func:`validate_chain` against each store, in order."""
     return tuple(validate_chain(chain, s, host=host, at=at) for s in stores)
+
+
+# -- many hosts and times, one chain ------------------------------------------------------
+#
+# A campaign sees the same chain (a CDN's, a wildcard's, an interceptor's) for thousands of
+# names. ``validate_chain`` costs one strict path verification (~0.2 ms) per call, and only
+# its last step depends on the name: cryptography's verifier checks the requested name
+# against the leaf's SANs (policy ``ee::subject_alternative_name``) and nothing else looks at
+# it (name constraints apply to the leaf's SANs, path building ignores the subject). So a
+# strict verification for a name the leaf itself is valid for (``_leaf_subject``) holds for
+# every name the leaf's SANs match, with the same path. ``PreparedChain`` keeps that
+# verification per store and validity window and answers a name with a SAN match; whenever
+# that is not certain it calls ``validate_chain``, so the answer is always the same.
+
+# cryptography's ``types::DNSName::new``: 1-253 characters, labels of 1-63 ASCII letters,
+# digits and hyphens, no hyphen first or last.
+_DNS_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
+_MAX_STORE_EDGES = 64
+
+
+def _dns_name_ok(name: str) -> bool:
+    return 0 < len(name) <= 253 and all(_DNS_LABEL.match(label) for label in name.split("."))
+
+
+def san_matches_host(sans: Sequence[str], host: str) -> bool:
+    """True only if cryptography's verifier would accept ``host`` for a leaf with DNS ``sans``.
+
+    A copy of its rules (RFC 6125 subset, ``types::DNSPattern``): ``host`` must be a valid
+    DNS name (an IP literal is never matched here: ``validate_chain`` makes it an IP
+    subject); a SAN matches exactly, or as ``*.<name>`` when ``host`` minus its first label
+    equals ``<name>``; ASCII case-insensitive; malformed SANs match nothing. False means
+    "not certain" as well as "no": the caller then asks the verifier.
+    """
+    return _SanPatterns(sans).match(host)
+
+
+class _SanPatterns:
+    """A leaf's valid DNS SANs, lower-cased: exact names and wildcard parents."""
+
+    __slots__ = ("exact", "wild")
+
+    def __init__(self, sans: Sequence[str]) -> None:
+        self.exact = frozenset(s.lower() for s in sans
+                               if not s.startswith("*.") and _dns_name_ok(s))
+        self.wild = frozenset(s[2:].lower() for s in sans
+                              if s.startswith("*.") and _dns_name_ok(s[2:]))
+
+    def match(self, host: str) -> bool:
+        host_l = host.lower()
+        if host_l not in self.exact and host_l.partition(".")[2] not in self.wild:
+            return False
+        # A SAN matched the lower-cased text; the name itself must be valid (and ASCII, or
+        # lower() could have folded e.g. a Kelvin sign into a "k").
+        if not _dns_name_ok(host):
+            return False
+        # Only an all-digit-and-dot name can also be an IP literal (IPv6 needs ':').
+        return host.strip("0123456789.") != "" or not _is_ip(host)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _edges(certs: Sequence[x509.Certificate]) -> list[datetime]:
+    """Sorted instants where some certificate's validity changes (not_after is inclusive)."""
+    out: set[datetime] = set()
+    for c in certs:
+        out.add(c.not_valid_before_utc)
+        out.add(c.not_valid_after_utc + timedelta(microseconds=1))
+    return sorted(out)
+
+
+# Store anchors' validity also decides a path (an expired root is no anchor). Keyed by the
+# store object's id with the store itself held, so an id is never reused while cached.
+_store_edges_cache: OrderedDict[int, tuple[TrustStore, list[datetime]]] = OrderedDict()
+
+
+def _store_edges(store: TrustStore) -> list[datetime]:
+    hit = _store_edges_cache.get(id(store))
+    if hit is not None and hit[0] is store:
+        return hit[1]
+    edges = _edges(store.certificates)
+    _store_edges_cache[id(store)] = (store, edges)
+    if len(_store_edges_cache) > _MAX_STORE_EDGES:
+        _store_edges_cache.popitem(last=False)
+    return edges
+
+
+class PreparedChain:
+    """One presented chain, read once, validated for many hosts and times.
+
+    ``validate(store, host=, at=)`` returns exactly what ``validate_chain`` returns for the
+    same arguments; it reuses the strict verification for the leaf's own name per store and
+    validity window (presented certificates and the store's anchors) and matches ``host``
+    against the leaf's DNS SANs with :func:`san_matches_host`. Anything else (a failing
+    chain, an IP or unusual host, a name the SANs don't match) goes to ``validate_chain``.
+    """
+
+    __slots__ = ("_chain", "_edges", "_inters", "_leaf", "_own", "_sans", "_strict")
+
+    def __init__(self, chain: Sequence[x509.Certificate]) -> None:
+        self._chain = tuple(chain)
+        self._leaf: x509.Certificate | None = None
+        self._inters: list[x509.Certificate] = []
+        self._own: Subject | None = None
+        self._sans = _SanPatterns(())
+        self._edges: list[datetime] = []
+        # (id(store), window in the chain's edges, window in the store's) -> (the store, held
+        # so its id stays unique; the strict result for the leaf's own name, ``at`` to be
+        # replaced, or None if it failed)
+        self._strict: dict[tuple[int, int, int], tuple[TrustStore, Validation | None]] = {}
+        if not self._chain:
+            return
+        try:
+            self._leaf, self._inters = _split(self._chain)
+            self._own = _leaf_subject(self._leaf)
+            san = self._leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+            self._sans = _SanPatterns(san.value.get_values_for_type(x509.DNSName))
+            self._edges = _edges(self._chain)
+        except Exception:  # odd peer data: no shortcut, validate_chain decides every time
+            self._own = None
+
+    def validate(self, store: TrustStore, *, host: str | None, at: datetime) -> Validation:
+        """Same as ``validate_chain(chain, store, host=host, at=at)``."""
+        if at.tzinfo is None:
+            raise ValueError("at must be timezone-aware")
+        if self._own is None or self._leaf is None or (
+                host is not None and not self._sans.match(host)):
+            return validate_chain(self._chain, store, host=host, at=at)
+        key = (id(store), bisect.bisect_right(self._edges, at),
+               bisect.bisect_right(_store_edges(store), at))
+        hit = self._strict.get(key)
+        if hit is not None and hit[0] is store:
+            strict = hit[1]
+        else:
+            anchors = _anchors(store)
+            path = None if anchors is None else _verify(
+                _Attempt(anchors, at, self._own, False), self._leaf, self._inters)
+            strict = None if path is None else _result(store, at, error=None, path=path)
+            self._strict[key] = (store, strict)
+        if strict is None:
+            return validate_chain(self._chain, store, host=host, at=at)
+        return Validation(strict.store, strict.store_version, strict.trusted, rfc3339(at),
+                          strict.error, strict.anchor_sha256, strict.anchor_subject,
+                          True if host is not None else None, strict.path_len)
