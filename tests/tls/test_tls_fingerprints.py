@@ -11,6 +11,9 @@ The hellos below are built to carry exactly those lists (plus GREASE, which must
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from tlswatch.tls.fingerprints import ja3, ja3_string, ja3s, ja3s_string, ja4, ja4_o, ja4_r, ja4_ro
 from tlswatch.tls.hello import ClientHello, decode_client_hello, decode_server_hello
 
@@ -148,3 +151,41 @@ def test_ja4_counts_cap_at_99() -> None:
 def test_ja4_unknown_version_is_00() -> None:
     hello = decode_client_hello(client_hello_body(version=0x0305, with_extensions_block=False))
     assert ja4(hello)[1:3] == "00"
+
+
+# --- memoisation ------------------------------------------------------------------------------
+
+_U16 = st.integers(0, 0xFFFF) | st.sampled_from([0x0A0A, 0x1A1A, 0xFAFA, 0, 16, 43])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    legacy=st.sampled_from([0x0301, 0x0303, 0x0304, 0x7F7F]),
+    ciphers=st.lists(_U16, max_size=8).map(tuple),
+    exts=st.lists(_U16, max_size=8).map(tuple),
+    groups=st.lists(_U16, max_size=4).map(tuple),
+    formats=st.lists(st.integers(0, 255), max_size=3).map(tuple),
+    versions=st.lists(_U16, max_size=3).map(tuple),
+    sigs=st.lists(_U16, max_size=4).map(tuple),
+    alpn=st.lists(st.binary(max_size=4), max_size=3).map(tuple),
+)
+def test_memoised_fingerprints_equal_a_fresh_computation(
+        legacy: int, ciphers: tuple[int, ...], exts: tuple[int, ...], groups: tuple[int, ...],
+        formats: tuple[int, ...], versions: tuple[int, ...], sigs: tuple[int, ...],
+        alpn: tuple[bytes, ...]) -> None:
+    import hashlib
+
+    from tlswatch.tls.fingerprints import _ja4_compute
+    from tlswatch.tls.hello import Extension
+
+    hello = ClientHello(legacy, b"r" * 32, b"", ciphers,
+                        extensions=tuple(Extension(t, b"x") for t in exts),
+                        alpn_protocols=alpn, supported_versions=versions,
+                        supported_groups=groups, ec_point_formats=formats,
+                        signature_algorithms=sigs)
+    for _ in range(2):  # first computed, then from the cache
+        assert ja3(hello) == hashlib.md5(ja3_string(hello).encode()).hexdigest()
+        for fn, original, raw in ((ja4, False, False), (ja4_r, False, True),
+                                  (ja4_o, True, False), (ja4_ro, True, True)):
+            assert fn(hello) == _ja4_compute(hello, "t", original, raw)
+            assert fn(hello, "q") == _ja4_compute(hello, "q", original, raw)

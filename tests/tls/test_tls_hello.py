@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tlswatch.tls.events import ClientHelloEvent
 from tlswatch.tls.hello import (
@@ -178,3 +180,36 @@ def test_grease() -> None:
     greases = [0x0A0A + 0x1010 * i for i in range(16)]
     assert all(is_grease(g) for g in greases)
     assert not any(is_grease(v) for v in (0x0A1A, 0x1301, 0x0000, 0xFF01, 0x0A0B))
+
+
+# --- the reader's one-pass paths read exactly what field-by-field reads would ----------------
+
+
+def _field_by_field(data: bytes) -> list[tuple[int, bytes]] | str:
+    from tlswatch.tls._reader import Reader
+
+    r, out = Reader(data), []
+    try:
+        while r.remaining:
+            out.append((r.u16(), r.vec16()))
+    except DecodeError as e:
+        return str(e)
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=40) | st.lists(st.tuples(st.integers(0, 0xFFFF), st.binary(
+    max_size=5))).map(lambda items: b"".join(
+        t.to_bytes(2, "big") + len(d).to_bytes(2, "big") + d for t, d in items)))
+def test_u16_vec16_items_matches_field_by_field(data: bytes) -> None:
+    from tlswatch.tls._reader import Reader, u16_list
+
+    expected = _field_by_field(data)
+    try:
+        got: list[tuple[int, bytes]] | str = Reader(data).u16_vec16_items()
+    except DecodeError as e:
+        got = str(e)
+    assert got == expected
+    if len(data) % 2 == 0:
+        assert u16_list(data) == tuple(int.from_bytes(data[i:i + 2], "big")
+                                       for i in range(0, len(data), 2))

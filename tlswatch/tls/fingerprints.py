@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Final, Literal
 
-from .hello import ClientHello, ServerHello, is_grease
+from .hello import ClientHello, Extension, ServerHello, is_grease
 
 __all__ = [
     "ja3",
@@ -51,19 +52,39 @@ def _dash(values: Iterable[int]) -> str:
 
 def ja3_string(hello: ClientHello) -> str:
     """``SSLVersion,Ciphers,Extensions,EllipticCurves,EcPointFormats`` in decimal, wire order."""
+    return _ja3_string(hello.legacy_version, hello.cipher_suites, hello.extension_types,
+                       hello.supported_groups, hello.ec_point_formats)
+
+
+def _ja3_string(legacy_version: int, cipher_suites: tuple[int, ...],
+                extension_types: tuple[int, ...], supported_groups: tuple[int, ...],
+                ec_point_formats: tuple[int, ...]) -> str:
     return ",".join(
         (
-            str(hello.legacy_version),
-            _dash(_nogrease(hello.cipher_suites)),
-            _dash(_nogrease(hello.extension_types)),
-            _dash(_nogrease(hello.supported_groups)),
-            _dash(hello.ec_point_formats),
+            str(legacy_version),
+            _dash(_nogrease(cipher_suites)),
+            _dash(_nogrease(extension_types)),
+            _dash(_nogrease(supported_groups)),
+            _dash(ec_point_formats),
         )
     )
 
 
 def ja3(hello: ClientHello) -> str:
-    return hashlib.md5(ja3_string(hello).encode(), usedforsecurity=False).hexdigest()
+    # tuple() is free on the decoder's tuples and makes a hand-built hello's lists hashable.
+    return _ja3(hello.legacy_version, tuple(hello.cipher_suites), hello.extension_types,
+                tuple(hello.supported_groups), tuple(hello.ec_point_formats))
+
+
+# Fingerprints are pure functions of a few hello fields, and one client sends the same
+# fields over and over (a probe campaign: thousands of identical hellos but for randoms,
+# key shares and SNI): compute each distinct one once.
+@lru_cache(maxsize=1024)
+def _ja3(legacy_version: int, cipher_suites: tuple[int, ...], extension_types: tuple[int, ...],
+         supported_groups: tuple[int, ...], ec_point_formats: tuple[int, ...]) -> str:
+    text = _ja3_string(legacy_version, cipher_suites, extension_types, supported_groups,
+                       ec_point_formats)
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
 
 def ja3s_string(hello: ServerHello) -> str:
@@ -78,7 +99,12 @@ def ja3s_string(hello: ServerHello) -> str:
 
 
 def ja3s(hello: ServerHello) -> str:
-    return hashlib.md5(ja3s_string(hello).encode(), usedforsecurity=False).hexdigest()
+    return _ja3s(ja3s_string(hello))
+
+
+@lru_cache(maxsize=1024)
+def _ja3s(text: str) -> str:
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
 
 def _alnum(b: int) -> bool:
@@ -137,6 +163,27 @@ def _hash12(raw: str, empty: bool) -> str:
 
 
 def _ja4(hello: ClientHello, protocol: Protocol, original: bool, raw: bool) -> str:
+    alpn = bytes(hello.alpn_protocols[0]) if hello.alpn_protocols else None
+    return _ja4_memo(protocol, original, raw, hello.legacy_version,
+                     tuple(hello.supported_versions), tuple(hello.cipher_suites),
+                     hello.extension_types, alpn, tuple(hello.signature_algorithms))
+
+
+@lru_cache(maxsize=1024)
+def _ja4_memo(protocol: Protocol, original: bool, raw: bool, legacy_version: int,
+              supported_versions: tuple[int, ...], cipher_suites: tuple[int, ...],
+              extension_types: tuple[int, ...], alpn: bytes | None,
+              signature_algorithms: tuple[int, ...]) -> str:
+    # Exactly the fields JA4 reads (only the first ALPN protocol counts).
+    hello = ClientHello(legacy_version, b"", b"", cipher_suites,
+                        extensions=tuple(Extension(t, b"") for t in extension_types),
+                        alpn_protocols=() if alpn is None else (alpn,),
+                        supported_versions=supported_versions,
+                        signature_algorithms=signature_algorithms)
+    return _ja4_compute(hello, protocol, original, raw)
+
+
+def _ja4_compute(hello: ClientHello, protocol: Protocol, original: bool, raw: bool) -> str:
     a = _ja4_a(hello, protocol)
     b, c = _ja4_parts(hello, original)
     if raw:

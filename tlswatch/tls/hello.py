@@ -131,11 +131,7 @@ def _decode_extensions(r: Reader) -> tuple[Extension, ...]:
         return ()
     block = r.sub16()
     r.expect_end()
-    out: list[Extension] = []
-    while block.remaining:
-        etype = block.u16()
-        out.append(Extension(etype, block.vec16()))
-    return tuple(out)
+    return tuple([Extension(etype, data) for etype, data in block.u16_vec16_items()])
 
 
 def _first(extensions: tuple[Extension, ...]) -> dict[int, bytes]:
