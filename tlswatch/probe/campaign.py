@@ -66,6 +66,7 @@ __all__ = [
 ]
 
 ControlKind = Literal["sni", "path", "resolver"]
+_ONE = Attempts(1, 1)
 MeasureFn = Callable[..., Awaitable[ProbeObservation]]
 
 
@@ -293,13 +294,15 @@ class _Campaign:
                 rec, decision = probe_record(
                     record_id=task.id, run_id=self.run_id, seen=seen, control=control_j,
                     control_kind=ctl.kind if ctl else "path", vantage=task.record_vantage,
-                    captive_portal=o.captive_portal)
+                    captive_portal=o.captive_portal, attempts=_ONE if attempt == 0 else None)
                 tries.append((rec, outcome_class(decision.outcome)))
                 if decision.verdict is Verdict.OK:
                     break
         finally:
             if early is not None and not early.done():
                 early.cancel()
+        if len(tries) == 1 and note is None:
+            return tries[0][0]  # built with attempts 1/1 already: no second Record
         rec, agreeing = _pick(tries)
         if len(tries) > 1:
             self.summary.retried += 1

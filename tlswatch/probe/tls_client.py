@@ -190,6 +190,8 @@ class TlsSession:
                     raise PeerReset from exc
                 raise
             self.bytes_sent += len(data)
+            if len(data) < _READ_SIZE:
+                return  # a memory BIO hands out all it holds, up to the size asked: empty now
 
     async def receive(self) -> bool:
         """Read once from the socket into OpenSSL and the parser. False on EOF or the cap."""
