@@ -32,8 +32,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CAPTURES = ROOT / "captures"
 VALIDATOR = jsonschema.Draft202012Validator(load_schema())
 SHA = "ab" * 32
+# TLS 1.3 captures whose key log is a separate file (tls13-with-dsb.pcapng embeds its own).
 TLS13 = {"clean-tls13.pcapng", "clean-tls13-chacha20.pcapng", "clean-tls13-aes256.pcapng",
-         "clean-tls13-hrr.pcapng", "kz2019-intercepted-tls13.pcapng", "tls13-with-dsb.pcapng"}
+         "clean-tls13-hrr.pcapng", "kz2019-intercepted-tls13.pcapng"}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def _manifest() -> list[dict[str, Any]]:
 
 def expected(entry: dict[str, Any]) -> list[tuple[str, str]]:
     """(verdict, outcome) per record of a sample capture, as the MANIFEST says; TLS 1.3 files
-    are inconclusive until key logs are supported (their MANIFEST verdict needs the keys)."""
+    are inconclusive without their key logs (tests/cli/test_analyse_keylog.py gives them)."""
     if entry["name"] in TLS13:
         return [("inconclusive", "cert/no_chain")]
     outcomes = entry["expect"]["outcome"].split(", ")

@@ -72,13 +72,17 @@ from ..tls import (
     Status,
     TLSConnection,
 )
+from ..tls.decrypt import DEFAULT_MAX_HANDSHAKE_BYTES, DecryptState, HandshakeDecryptor
+from ..tls.keylog import KeyLog
 from .events import Data, Detected, Fin, FlowEnd, FlowKey, FlowStart, Gap, Rst, Secrets, Side
 from .events import SideSummary as _Summary
 from .flows import FlowReader, read_flows
 from .layers import PacketTuple, ip_to_str
+from .pcapng import SECRETS_TLS_KEYLOG
 from .tcp import FlowConfig
 
 __all__ = [
+    "KEYLOG_STATES",
     "NON_TLS_PREFIX",
     "TLS_PORTS",
     "WAIT_AT_END_NS",
@@ -101,6 +105,16 @@ TLS_PORTS: Final = frozenset({443, 465, 563, 636, 853, 989, 990, 992, 993, 994, 
 #: timeout when the capture ends first: the probe's default TLS timeout.
 WAIT_AT_END_NS: Final = 10_000_000_000
 
+#: What a key log did for a flow (``FlowObservation.keylog``): the TLS 1.3 handshake was
+#: decrypted up to the server's Finished; a record did not authenticate (wrong secrets); no
+#: secret for the session's client random; decryption stopped early (the flow ended, an
+#: alert, a malformed flight, over :data:`DEFAULT_MAX_HANDSHAKE_BYTES`, a suite that is not
+#: TLS 1.3's); or, TLS <= 1.2, the key log holds the session's master secret (CLIENT_RANDOM).
+KEYLOG_STATES: Final = frozenset({
+    "decrypted", "decrypt_failed", "no_key", "incomplete", "alert", "invalid", "overflow",
+    "unsupported", "tls12_master_secret",
+})
+
 _DNS_PORT: Final = 53
 _ADDRESS_TYPES: Final = frozenset({None, 1, 28})  # A, AAAA (None: read the whole message)
 _MAX_PENDING_QUERIES: Final = 65_536  # DNS queries waiting for an answer (oldest dropped)
@@ -116,7 +130,9 @@ class FlowObservation:
     ``time_ns`` is the handshake's time: the packet that completed the (first) ClientHello,
     else the ServerHello's, else the flow's first packet. ``version``/``cipher`` are the
     ServerHello's (wire numbers); ``chain_der`` the server's Certificate as presented, leaf
-    first, when it travelled in cleartext; ``chain_encrypted`` says it could not (TLS 1.3).
+    first, when it travelled in cleartext or was decrypted with a key log; ``chain_encrypted``
+    says it was encrypted and not decrypted (TLS 1.3). ``keylog`` is what a key log did for
+    the flow (:data:`KEYLOG_STATES`), ``keylog_detail`` why when it failed.
     ``dns_name`` is a name this capture's DNS resolved to the server address (for flows
     without SNI). Byte counts are stream bytes seen per side when the observation was made.
     """
@@ -139,6 +155,8 @@ class FlowObservation:
     client_alert: str | None = None
     chain_der: tuple[bytes, ...] = ()
     chain_encrypted: bool = False
+    keylog: str | None = None
+    keylog_detail: str = ""
     resumed: bool = False
     handshake_complete: bool = False
     bytes_missing: bool = False
@@ -187,16 +205,20 @@ class ObserveStats:
     tcp_failures: int = 0  # tcp/timeout, refused, reset observations
     cut_by_end: int = 0  # unanswered when the capture ended too soon after: no observation
     dns_answers: int = 0  # A/AAAA answers read (one observation each)
-    key_logs: int = 0  # pcapng Decryption Secrets Blocks seen (not used yet)
+    key_logs: int = 0  # pcapng Decryption Secrets Blocks seen (TLS key logs: used)
+    decrypted: int = 0  # TLS 1.3 handshakes decrypted with a key log (chain read)
+    decrypt_failed: int = 0  # TLS 1.3 handshakes a key log had secrets for but did not open
+    no_key: int = 0  # TLS 1.3 handshakes without secrets in the key logs (when some were given)
+    tls12_keys: int = 0  # TLS <= 1.2 handshakes whose CLIENT_RANDOM was in a key log
 
 
 class _Flow:
     """Per-flow state while its handshake is being read."""
 
     __slots__ = (
-        "cert", "client_abort_ns", "client_alert", "client_bytes", "conn", "dead", "done_ns",
-        "fail_ns", "failure", "first_ns", "gap_notes", "hello_ns", "key", "prefix", "rst", "rsts",
-        "server_bytes", "server_gap", "sh_ns", "warning_alert",
+        "cert", "client_abort_ns", "client_alert", "client_bytes", "conn", "dead", "dec",
+        "done_ns", "fail_ns", "failure", "first_ns", "gap_notes", "hello_ns", "key", "key_note",
+        "prefix", "raw", "rst", "rsts", "server_bytes", "server_gap", "sh_ns", "warning_alert",
     )
 
     def __init__(self, key: FlowKey, first_ns: int) -> None:
@@ -220,6 +242,10 @@ class _Flow:
         self.rst: Rst | None = None  # the first server RST
         self.rsts = 0  # server RSTs seen
         self.dead = 0  # sides no longer read: bit 1 << Side (3 = the flow is skipped)
+        # Key logs: the server's stream kept for decryption (bounded), and the decryptor.
+        self.raw: bytearray | None = None
+        self.dec: HandshakeDecryptor | None = None
+        self.key_note: str | None = None  # a KEYLOG_STATES value when no decryptor ran
 
     def fail(self, failure: str, ts: int) -> None:
         """The first server-side failure wins, unless the client had already given up."""
@@ -275,13 +301,24 @@ class CaptureObserver:
     :class:`~tlswatch.capture.CaptureFormatError` at construction for a non-capture and
     ``OSError`` when the file cannot be read. ``on_tick`` is called every few thousand events
     (progress display).
+
+    ``keylog`` (and the TLS key logs in the capture's pcapng Decryption Secrets Blocks, from
+    the point they appear) decrypt TLS 1.3 handshakes: while any key is known, each flow's
+    server stream is kept (up to :data:`DEFAULT_MAX_HANDSHAKE_BYTES`) until the server's
+    encrypted records begin; with a ``SERVER_HANDSHAKE_TRAFFIC_SECRET`` for the client
+    random, the flow is read on to the server's Finished and its chain is observed.
     """
 
     def __init__(self, source: str | os.PathLike[str] | BinaryIO,
                  on_observation: Callable[[Observation], None], *,
                  config: FlowConfig | None = None,
-                 on_tick: Callable[[], None] | None = None) -> None:
+                 on_tick: Callable[[], None] | None = None,
+                 keylog: KeyLog | None = None) -> None:
         self._emit = on_observation
+        # Key logs: the caller's (files, shared by captures: never written to) and this
+        # capture's own (its Decryption Secrets Blocks).
+        self.keylog = keylog if keylog is not None else KeyLog()
+        self.embedded_keylog = KeyLog()
         self._tick = on_tick
         self.reader: FlowReader = read_flows(source, config, on_datagram=self._datagram)
         self.stats = ObserveStats()
@@ -339,7 +376,9 @@ class CaptureObserver:
                 ev = cast(Detected, ev)
                 if ev.result is Detection.YES and ev.flow_id not in flows:
                     self.stats.tls_flows += 1
-                    flows[ev.flow_id] = _Flow(ev.key, starts.pop(ev.flow_id, ev.ts_ns))
+                    st = flows[ev.flow_id] = _Flow(ev.key, starts.pop(ev.flow_id, ev.ts_ns))
+                    if self._have_keys():
+                        st.raw = bytearray()
             elif cls is FlowEnd:
                 self._end(cast(FlowEnd, ev))
             elif cls is Rst:
@@ -349,7 +388,43 @@ class CaptureObserver:
             elif cls is Gap:
                 self._gap(cast(Gap, ev))
             elif cls is Secrets:
-                self.stats.key_logs += 1
+                self._secrets(cast(Secrets, ev))
+
+    # -- key logs --------------------------------------------------------------------------
+
+    def _have_keys(self) -> bool:
+        return bool(self.keylog) or bool(self.embedded_keylog)
+
+    def _secrets(self, ev: Secrets) -> None:
+        if ev.secrets_type != SECRETS_TLS_KEYLOG:
+            return
+        self.stats.key_logs += 1
+        self.embedded_keylog.add_text(ev.data)
+        if self.embedded_keylog:
+            for st in self._flows.values():  # flows whose server has not spoken yet
+                if st.raw is None and st.server_bytes == 0 and st.dec is None:
+                    st.raw = bytearray()
+
+    def _key(self, client_random: bytes, label: str) -> bytes | None:
+        own = self.embedded_keylog.get(client_random, label)
+        return own if own is not None else self.keylog.get(client_random, label)
+
+    def _hold(self, st: _Flow) -> bool:
+        """At the handshake's end: start decrypting a TLS 1.3 flight when a key is known;
+        True while the flow must be read on (to the server's Finished)."""
+        if st.dec is None:
+            raw, st.raw = st.raw, None
+            conn = st.conn
+            ch, sh = conn.client_hello, conn.server_hello
+            if raw is None or ch is None or sh is None or sh.version < _TLS13:
+                return False
+            secret = self._key(ch.random, "SERVER_HANDSHAKE_TRAFFIC_SECRET")
+            if secret is None:
+                st.key_note = "no_key"
+                return False
+            st.dec = HandshakeDecryptor(sh.cipher_suite, secret)
+            st.dec.feed(raw)
+        return st.dec.reading
 
     # -- TCP/TLS ---------------------------------------------------------------------------
 
@@ -373,6 +448,14 @@ class CaptureObserver:
             if ev.offset < NON_TLS_PREFIX:
                 st.prefix += data[: NON_TLS_PREFIX - ev.offset]
             st.server_bytes = ev.offset + len(data)
+            if st.raw is not None:
+                if len(st.raw) + len(data) <= DEFAULT_MAX_HANDSHAKE_BYTES:
+                    st.raw += data
+                else:
+                    st.raw = None
+                    st.key_note = "overflow"
+            elif st.dec is not None:
+                st.dec.feed(data)
             server = conn.server
             if server.status is Status.INVALID:
                 # Not TLS: only the evidence prefix is still wanted.
@@ -412,7 +495,8 @@ class CaptureObserver:
                     self._skip(fid, st)
                 return
         if st.done_ns is not None:
-            self._finish(fid, st, None)
+            if not self._hold(st):
+                self._finish(fid, st, None)
         elif st.failure is not None:
             self._skip(fid, st)
 
@@ -514,6 +598,11 @@ class CaptureObserver:
         failure = st.failure
         tls13 = sh is not None and sh.version >= _TLS13
         chain = conn.certificates or ()
+        keylog, keylog_detail = self._keylog_state(st, tls13)
+        dec = st.dec
+        if tls13 and dec is not None and dec.certificates:
+            chain = dec.certificates
+        encrypted = tls13 and not chain
         if failure is None and st.done_ns is None and not chain and not tls13 \
                 and not st.server_gap:
             if st.hello_ns is not None and end is not None and end.reason == "eof" \
@@ -551,10 +640,18 @@ class CaptureObserver:
         server_alert = next((a.name for c, a in conn.alerts if not c), None)
         decisive = st.done_ns if st.done_ns is not None else st.fail_ns
         self.stats.handshakes += 1
-        if chain:
+        if chain and keylog != "decrypted":
             self.stats.chains += 1
-        elif tls13:
+        elif not chain and tls13:
             self.stats.encrypted_chains += 1
+        if keylog == "decrypted":
+            self.stats.decrypted += 1
+        elif keylog == "decrypt_failed":
+            self.stats.decrypt_failed += 1
+        elif keylog == "no_key":
+            self.stats.no_key += 1
+        elif keylog == "tls12_master_secret":
+            self.stats.tls12_keys += 1
         t = st.hello_ns if st.hello_ns is not None else (st.sh_ns or st.first_ns)
         sni = (ch.server_name or None) if ch is not None else None  # (an empty name: none)
         self._emit(FlowObservation(
@@ -567,12 +664,38 @@ class CaptureObserver:
             if sh is not None and sh.alpn_protocol else None,
             ja3=conn.ja3, ja3s=conn.ja3s, ja4=conn.ja4, history=conn.history,
             server_alert=server_alert, client_alert=st.client_alert, chain_der=chain,
-            chain_encrypted=tls13, resumed=resumed, handshake_complete=st.done_ns is not None,
+            chain_encrypted=encrypted, keylog=keylog, keylog_detail=keylog_detail,
+            resumed=resumed, handshake_complete=st.done_ns is not None,
             bytes_missing=bool(st.gap_notes),
             non_tls_prefix=st.prefix if failure == "tls/not_tls" else b"",
             client_bytes=st.client_bytes, server_bytes=st.server_bytes,
             handshake_ms=_ms(st.hello_ns, decisive), rst=rst_info, anomalies=tuple(notes),
         ))
+
+    def _keylog_state(self, st: _Flow, tls13: bool) -> tuple[str | None, str]:
+        """(``FlowObservation.keylog``, detail) of a flow being finished."""
+        st.raw = None
+        dec = st.dec
+        if dec is not None:
+            state = dec.state
+            if state is DecryptState.DONE:
+                return "decrypted", ""
+            if state is DecryptState.READING:
+                return "incomplete", ("the flow ended before the server's Finished "
+                                      f"({dec.records} record(s) decrypted)")
+            return state.value, dec.detail
+        if tls13:
+            if st.key_note is not None:
+                detail = ("the server's handshake was over "
+                          f"{DEFAULT_MAX_HANDSHAKE_BYTES} bytes before encryption began"
+                          if st.key_note == "overflow" else "")
+                return st.key_note, detail
+            return None, ""
+        ch = st.conn.client_hello
+        if ch is not None and self._have_keys() \
+                and self._key(ch.random, "CLIENT_RANDOM") is not None:
+            return "tls12_master_secret", ""
+        return None, ""
 
     def _waited(self, since: int | None) -> bool:
         """The capture went on long enough after ``since`` to call silence a timeout."""

@@ -18,6 +18,10 @@ Which finding is the outcome of a flow:
 4. otherwise ``cert/no_chain``, with the reason: TLS 1.3 encrypts the certificate (a key log
    is needed), a resumed session sends none, or the capture misses handshake bytes.
 
+What a key log did is one more reason (:func:`keylog_reason`): a TLS 1.3 chain decrypted with
+it (judged like any other), a key log that did not decrypt the handshake (wrong secrets:
+the chain stays encrypted), no secret for the session, or a TLS 1.2 master secret recorded.
+
 DNS answers become records only when they show something wrong (:func:`dns_failure`):
 NXDOMAIN, SERVFAIL, REFUSED, an A question answered with no address, or only bogon addresses
 (``0.0.0.0``, private, loopback ... as :func:`tlswatch.probe.dns.bogon_kind` says; the
@@ -64,15 +68,24 @@ if TYPE_CHECKING:
     from tlswatch.probe.dns import BogonKind
 
 __all__ = [
+    "DECRYPTED_REASON",
     "ENCRYPTED_CHAIN_REASON",
+    "KEYLOG_FAILED_REASON",
+    "NO_KEY_REASON",
     "capture_record",
     "cipher_name",
     "dns_failure",
+    "keylog_reason",
     "ns_to_datetime",
     "version_name",
 ]
 
 ENCRYPTED_CHAIN_REASON: Final = "TLS 1.3: the certificate is encrypted; a key log is needed"
+DECRYPTED_REASON: Final = "TLS 1.3: the handshake was decrypted with a key log"
+KEYLOG_FAILED_REASON: Final = "the key log did not decrypt the handshake"
+NO_KEY_REASON: Final = "the key log(s) hold no secret for this session's client random"
+_TLS12_KEY_REASON: Final = ("the key log holds this session's TLS 1.2 master secret "
+                            "(CLIENT_RANDOM); the chain was in cleartext")
 _RESUMED_REASON: Final = "TLS session resumed: the server sent no certificate"
 _GAP_REASON: Final = "handshake bytes are missing from the capture: the chain cannot be read"
 _NO_CHAIN_REASON: Final = "the capture shows no certificate for this handshake"
@@ -164,6 +177,23 @@ def _http_from_prefix(prefix: bytes, bp: BlockpageMatch | None) -> HttpInfo | No
                     blockpage=bp.id if bp else None)
 
 
+def keylog_reason(obs: FlowObservation) -> str | None:
+    """The reason that says what a key log did for a flow (None: no key log involved)."""
+    state = obs.keylog
+    if state is None:
+        return None
+    if state == "decrypted":
+        return DECRYPTED_REASON
+    if state == "decrypt_failed":
+        return f"{KEYLOG_FAILED_REASON} ({obs.keylog_detail}): wrong secrets for this session?"
+    if state == "no_key":
+        return NO_KEY_REASON
+    if state == "tls12_master_secret":
+        return _TLS12_KEY_REASON
+    why = f": {obs.keylog_detail}" if obs.keylog_detail else ""
+    return f"key log: the handshake's decryption stopped ({state}){why}"
+
+
 def _flow_outcome(obs: FlowObservation, chain: ChainJudgement | None,
                   bp: BlockpageMatch | None) -> tuple[str, tuple[str, ...]]:
     """(outcome, extra reasons) of a TCP flow; the rules are in the module doc."""
@@ -203,6 +233,9 @@ def _flow_record(obs: FlowObservation, judge: ChainJudge, *, run_id: str, file_s
     if obs.failure == "tls/not_tls" and obs.non_tls_prefix:
         bp = match_blockpage(None, obs.non_tls_prefix)
     out, extra = _flow_outcome(obs, chain, bp)
+    key_reason = keylog_reason(obs)
+    if key_reason is not None:
+        extra += (key_reason,)
     chain_is_finding = chain is not None and out == chain.outcome
     server_side = bp is not None and bp.kind != "blockpage"
     decision = classify(Seen(

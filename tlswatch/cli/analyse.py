@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any, Final, TextIO
+from typing import Any, Final, Protocol, TextIO
 
 import click
 
@@ -40,10 +40,12 @@ from tlswatch.model import SCHEMA, InputRecord, Record, Vantage, to_dict
 from tlswatch.probe.runrecord import closing_run_record, run_record
 from tlswatch.sinks.jsonl import JsonlWriter, read_jsonl
 from tlswatch.textsafe import terminal_safe
+from tlswatch.tls.keylog import KeyLog, load_keylog
 from tlswatch.x509.registry import RegistryError, load_registry
 from tlswatch.x509.stores import AUTO_CANDIDATES, StoreError, load_store, load_stores
 
-__all__ = ["analyse", "default_key_path", "iter_inputs", "key_id", "record_dict"]
+__all__ = ["AnalyseOptions", "FileResult", "analyse", "analyse_file", "default_key_path",
+           "iter_inputs", "key_id", "record_dict"]
 
 # First bytes of what open_capture() accepts: pcap (all variants), pcapng, gzip, xz, bzip2.
 _MAGICS: Final = (
@@ -161,6 +163,8 @@ class _Totals:
     handshakes: int = 0
     chains: int = 0
     encrypted: int = 0
+    decrypted: int = 0
+    decrypt_failed: int = 0
     cut_by_end: int = 0
     dns_answers: int = 0
     dns_ok: int = 0
@@ -257,14 +261,19 @@ def _hostport(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
+class _Writer(Protocol):
+    def write(self, record: Any) -> None: ...
+
+
 class _FileRun:
     """One capture: observe, hash alongside, judge, write."""
 
-    def __init__(self, path: Path, *, judge: ChainJudge, writer: JsonlWriter, run_id: str,
+    def __init__(self, path: Path, *, judge: ChainJudge, writer: _Writer, run_id: str,
                  existing: _Existing, pseudonym: Callable[[str], str] | None,
                  progress: _FileProgress, totals: _Totals, seen_sha: dict[str, str],
-                 known_sha: str | None) -> None:
+                 known_sha: str | None, keylog: KeyLog | None = None) -> None:
         self.path = path
+        self.keylog = keylog
         self.judge = judge
         self.writer = writer
         self.run_id = run_id
@@ -353,7 +362,8 @@ class _FileRun:
             self._hasher.start()
         else:
             self._sha_ready(wait=True)
-        self.observer = obs = CaptureObserver(self.path, self._observation, on_tick=self._tick)
+        self.observer = obs = CaptureObserver(self.path, self._observation, on_tick=self._tick,
+                                              keylog=self.keylog)
         try:
             obs.run()
         finally:
@@ -371,14 +381,20 @@ class _FileRun:
         t.handshakes += st.handshakes
         t.chains += st.chains
         t.encrypted += st.encrypted_chains
+        t.decrypted += st.decrypted
+        t.decrypt_failed += st.decrypt_failed
         t.cut_by_end += st.cut_by_end
         t.dns_answers += st.dns_answers
         t.anomalies.update(anomalies)
         notes = list(reader.warnings)
         if st.key_logs:
-            self.note = (f"{st.key_logs} embedded TLS key log(s) not used yet: TLS 1.3 chains "
-                         "stay encrypted")
+            self.note = (f"{st.key_logs} embedded TLS key log(s) read: "
+                         f"{obs.embedded_keylog.summary()}")
             notes.append(self.note)
+        if st.decrypt_failed:
+            notes.append(f"the key log did not decrypt {st.decrypt_failed} TLS 1.3 "
+                         "handshake(s) (wrong secrets for their client randoms?): their chains "
+                         "stay encrypted")
         return InputRecord(
             run_id=self.run_id, path=str(self.path), sha256=self.sha,
             size=self.path.stat().st_size, records=self.records, complete=True,
@@ -451,7 +467,10 @@ def _summary(t: _Totals, elapsed: float, top: int = 10) -> str:
              f"packets        {t.packets:,} in {t.flows:,} TCP flows; {t.dns_answers:,} DNS "
              f"answers ({t.dns_ok:,} with nothing wrong: no record)",
              f"TLS handshakes {t.handshakes:,} ({t.chains:,} chains in cleartext, "
-             f"{t.encrypted:,} encrypted: TLS 1.3)" + (
+             f"{t.encrypted:,} encrypted: TLS 1.3" + (
+                 f"; {t.decrypted:,} decrypted with key logs" if t.decrypted else "") + (
+                 f"; {t.decrypt_failed:,} not decrypted by the key log"
+                 if t.decrypt_failed else "") + ")" + (
                  f"; {t.cut_by_end:,} unanswered when the capture ended (no record)"
                  if t.cut_by_end else ""),
              "verdict        records"]
@@ -480,6 +499,12 @@ def _summary(t: _Totals, elapsed: float, top: int = 10) -> str:
                    "(auto cannot be combined with other stores).")
 @click.option("--registry", "registries", multiple=True, type=click.Path(path_type=Path),
               metavar="FILE", help="Extra interception-CA registry (JSON or PEM), repeatable.")
+@click.option("--keylog", "keylogs", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="FILE",
+              help="TLS key log (SSLKEYLOGFILE format), repeatable: TLS 1.3 handshakes whose "
+                   "client random it holds are decrypted and their chains judged. Key logs "
+                   "embedded in a pcapng (Decryption Secrets Blocks) apply to that capture "
+                   "without this option.")
 @click.option("-o", "--output", metavar="FILE",
               help="Write records to FILE (.jsonl) instead of stdout; safe against kill -9. "
                    "Refuses a non-empty FILE unless --resume.")
@@ -500,15 +525,25 @@ def _summary(t: _Totals, elapsed: float, top: int = 10) -> str:
               show_default=True, help="Output format (more with the outputs issue).")
 @click.option("-v", "--verbose", is_flag=True,
               help="Print one line per record and per file on stderr.")
+@click.option("--workers", type=int, metavar="N",
+              help="Analyse the files on a local Dask cluster of N worker processes (127.0.0.1 "
+                   "only), one task per file; needs tlswatch[distributed].")
+@click.option("--scheduler", metavar="tcp://HOST:PORT",
+              help="Analyse the files on an existing Dask cluster (`dask scheduler`, `dask "
+                   "worker`): the workers must see the files at the same paths.")
 def analyse(inputs: tuple[str, ...], stores: tuple[str, ...], registries: tuple[Path, ...],
             output: str | None, resume: bool, anonymize: bool, anonymize_key: Path | None,
-            fmt: str, verbose: bool) -> None:
+            fmt: str, verbose: bool, workers: int | None = None,
+            scheduler: str | None = None, keylogs: tuple[Path, ...] = ()) -> None:
     """Judge every TLS handshake and DNS answer in pcap/pcapng captures (also gzip, xz or
     bzip2 compressed, found by magic number, not by name) and write one tlswatch/1 record
     each (JSON Lines, source "pcap").
 
     TLS is found by content on any port. A cleartext chain is judged at the time of its
-    handshake; TLS 1.3 chains are encrypted (cert/no_chain until key logs are supported).
+    handshake; TLS 1.3 chains are encrypted (cert/no_chain, "a key log is needed") unless
+    --keylog or a key log embedded in the pcapng holds the session's secrets: then the
+    handshake is decrypted and its chain judged (a key log that does not decrypt it is said
+    so in the record's reasons).
     Blocking shows as what the wire did after the ClientHello: tls/reset (with the RST's
     TTL/IP ID and evidence of injection in tcp.rst), tls/timeout, tls/alert:NAME,
     tls/not_tls (blockpages matched), tls/eof; and tcp/timeout, tcp/refused, tcp/reset on
@@ -526,6 +561,10 @@ def analyse(inputs: tuple[str, ...], stores: tuple[str, ...], registries: tuple[
     Exit status: 0 when the captures were analysed (whatever the verdicts); 2 for usage or
     input errors (a named file that is not a capture); 1 when a file failed inside
     tlswatch (reported); 130/143 when interrupted (--resume continues).
+
+    With --workers N or --scheduler, each file is analysed by a Dask worker (a file whose
+    worker dies is retried on another); records are written here, file by file in the order
+    the files finish, each file's input record after its records, so --resume still works.
     """
     err = sys.stderr
     del fmt  # the only format for now
@@ -540,6 +579,20 @@ def analyse(inputs: tuple[str, ...], stores: tuple[str, ...], registries: tuple[
             and out_path.stat().st_size > 0:
         raise InputError(f"{output} exists and is not empty: add --resume to continue it, "
                          "or choose another file")
+
+    if workers is not None and scheduler is not None:
+        raise InputError("--workers and --scheduler are mutually exclusive")
+    if workers is not None and workers < 1:
+        raise InputError("--workers must be at least 1")
+    distributed = workers is not None or scheduler is not None
+    if distributed:
+        try:
+            from tlswatch.distributed import cluster as dask_cluster
+            from tlswatch.distributed.analyse import analyse_files as dask_analyse
+            dask_cluster.require_dask()
+        except ImportError:
+            raise InputError("--workers/--scheduler need Dask: install tlswatch[distributed]"
+                             ) from None
 
     progress = _FileProgress(err, live=err.isatty(), verbose=verbose)
     totals = _Totals()
@@ -559,27 +612,24 @@ def analyse(inputs: tuple[str, ...], stores: tuple[str, ...], registries: tuple[
             _check_explicit(path)
 
     # -- engine ----------------------------------------------------------------------------
-    try:
-        registry = load_registry(registries)
-    except RegistryError as e:
-        raise InputError(str(e)) from None
-    specs = stores or ("auto",)
-    try:
-        if specs == ("auto",):
-            store_list = None
-            store_versions = [(s.name, s.version) for s in map(load_store, AUTO_CANDIDATES)]
-        elif "auto" in specs:
-            raise InputError("--store auto cannot be combined with other stores")
-        else:
-            loaded = load_stores(specs)
-            store_list = loaded
-            store_versions = [(s.name, s.version) for s in loaded]
-    except StoreError as e:
-        raise InputError(str(e)) from None
-    judge = ChainJudge(store_list, registry)
+    judge, registry, store_versions = _engine(stores, tuple(registries))
+    keylog: KeyLog | None = None
+    if keylogs:
+        if distributed:
+            raise InputError("--keylog cannot be combined with --workers/--scheduler yet")
+        keylog = KeyLog()
+        for kl in keylogs:
+            try:
+                load_keylog(kl, keylog)
+            except OSError as e:
+                raise InputError(f"--keylog {kl}: cannot read ({e.strerror or e})") from None
+        progress.message(f"tlswatch: key log(s): {keylog.summary()}")
+        if not keylog:
+            progress.message("tlswatch: warning: the key log(s) hold no session secrets")
 
     pseudonym: Callable[[str], str] | None = None
     kid: str | None = None
+    key: bytes | None = None
     if anonymize or anonymize_key is not None:
         from tlswatch.anonymize import (
             AnonymizeKeyError,
@@ -639,12 +689,31 @@ def analyse(inputs: tuple[str, ...], stores: tuple[str, ...], registries: tuple[
         with warnings.catch_warnings():
             # The capture layer warns through `warnings`; we print one line per warning.
             warnings.simplefilter("ignore", CaptureWarning)
-            for i, (path, explicit) in enumerate(files, 1):
-                progress.index, progress.file, progress.read = i, path.name, 0
-                status = max(status, _analyse_one(
-                    path, explicit, judge=judge, writer=writer, run_id=run_id,
-                    existing=existing, pseudonym=pseudonym, kid=kid, progress=progress,
-                    totals=totals, seen_sha=seen_sha, resume=resume))
+            if distributed:
+                options = AnalyseOptions(
+                    run_id=run_id, stores=tuple(stores), registries=tuple(map(str, registries)),
+                    anonymize_key=key, verbose=verbose)
+                todo: list[tuple[Path, bool, str | None]] = []
+                for path, explicit in files:
+                    st, known = _precheck(path, existing=existing, progress=progress,
+                                          totals=totals, resume=resume)
+                    status = max(status, st)
+                    if st == 0 and (known is None or known not in existing.done):
+                        todo.append((path, explicit, known))
+                with dask_cluster.open_client(workers=workers, scheduler=scheduler) as client:
+                    for i, (path, explicit, result) in enumerate(
+                            dask_analyse(client, todo, options), 1):
+                        progress.index, progress.file = i, path.name
+                        status = max(status, _write_result(
+                            path, explicit, result, writer=writer, existing=existing,
+                            kid=kid, progress=progress, totals=totals, seen_sha=seen_sha))
+            else:
+                for i, (path, explicit) in enumerate(files, 1):
+                    progress.index, progress.file, progress.read = i, path.name, 0
+                    status = max(status, _analyse_one(
+                        path, explicit, judge=judge, writer=writer, run_id=run_id,
+                        existing=existing, pseudonym=pseudonym, kid=kid, progress=progress,
+                        totals=totals, seen_sha=seen_sha, resume=resume, keylog=keylog))
         writer.write(closing_run_record(opening, datetime.now(UTC)))
     except (KeyboardInterrupt, _Interrupted) as e:
         progress.message("tlswatch: interrupted; run again with --resume to finish")
@@ -670,7 +739,7 @@ def analyse(inputs: tuple[str, ...], stores: tuple[str, ...], registries: tuple[
 def _analyse_one(path: Path, explicit: bool, *, judge: ChainJudge, writer: JsonlWriter,
                  run_id: str, existing: _Existing, pseudonym: Callable[[str], str] | None,
                  kid: str | None, progress: _FileProgress, totals: _Totals,
-                 seen_sha: dict[str, str], resume: bool) -> int:
+                 seen_sha: dict[str, str], resume: bool, keylog: KeyLog | None = None) -> int:
     """One capture; returns the exit status it calls for (0 or 1)."""
     name = terminal_safe(str(path))
     try:
@@ -684,7 +753,7 @@ def _analyse_one(path: Path, explicit: bool, *, judge: ChainJudge, writer: Jsonl
             return 0
         run = _FileRun(path, judge=judge, writer=writer, run_id=run_id, existing=existing,
                        pseudonym=pseudonym, progress=progress, totals=totals,
-                       seen_sha=seen_sha, known_sha=known)
+                       seen_sha=seen_sha, known_sha=known, keylog=keylog)
         inp = run.run()
     except _Duplicate as e:
         totals.skipped_other += 1
@@ -720,6 +789,231 @@ def _analyse_one(path: Path, explicit: bool, *, judge: ChainJudge, writer: Jsonl
         totals.partial += 1
     for w in inp.warnings:
         kind = "note" if w == run.note else "warning"
+        progress.message(f"tlswatch: {kind}: {terminal_safe(w, 300)}")
+    if progress.verbose:
+        n_anom = sum(inp.anomalies.values())
+        progress.message(f"tlswatch: {name}: {inp.packets:,} packets, {inp.flows:,} flows, "
+                         f"{inp.handshakes:,} handshakes, {inp.records:,} records, {n_anom:,} "
+                         f"anomalies, sha256 {inp.sha256[:16]}…")
+    return 0
+
+
+# -- the per-file work as a plain function (in this process or in a Dask worker) ------------
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyseOptions:
+    """What :func:`analyse_file` needs besides the path: plain, picklable values (a Dask
+    worker rebuilds the judge from them, once per process)."""
+
+    run_id: str
+    stores: tuple[str, ...] = ()  # --store specs; () is auto
+    registries: tuple[str, ...] = ()  # --registry paths
+    anonymize_key: bytes | None = None  # the Crypto-PAn key itself (not its path)
+    verbose: bool = False  # also return one -v line per record
+
+
+@dataclass(slots=True)
+class FileResult:
+    """One capture's outcome: its records (``record_dict`` form, in the order found), its
+    input record (``records`` counts them; no key id yet), the figures for the summary, or
+    the error that stopped it (``error_kind``: "format", "os" or "internal")."""
+
+    path: str
+    records: list[dict[str, Any]] = field(default_factory=list)
+    input: InputRecord | None = None
+    totals: _Totals = field(default_factory=_Totals)
+    note: str | None = None
+    lines: list[str] = field(default_factory=list)
+    error_kind: str | None = None
+    error: str | None = None
+
+
+class _Collect:
+    """A writer that keeps what it is given (a worker sends it back; it never writes)."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def write(self, record: Any) -> None:
+        self.items.append(record)
+
+
+class _CollectProgress(_FileProgress):
+    def __init__(self, *, verbose: bool) -> None:
+        super().__init__(sys.stderr, live=False, verbose=False)
+        self.keep_lines = verbose
+        self.lines: list[str] = []
+
+    def record(self, rec: Record) -> None:
+        self.done += 1
+        if self.keep_lines:
+            self.lines.append(verbose_line(rec))
+
+
+def _engine(stores: tuple[str, ...], registries: tuple[Path | str, ...]
+            ) -> tuple[ChainJudge, Any, list[tuple[str, str]]]:
+    """The judge for --store/--registry, the registry and the stores' (name, version)."""
+    try:
+        registry = load_registry([Path(r) for r in registries])
+    except RegistryError as e:
+        raise InputError(str(e)) from None
+    specs = stores or ("auto",)
+    try:
+        if specs == ("auto",):
+            store_list = None
+            store_versions = [(s.name, s.version) for s in map(load_store, AUTO_CANDIDATES)]
+        elif "auto" in specs:
+            raise InputError("--store auto cannot be combined with other stores")
+        else:
+            loaded = load_stores(specs)
+            store_list = loaded
+            store_versions = [(s.name, s.version) for s in loaded]
+    except StoreError as e:
+        raise InputError(str(e)) from None
+    return ChainJudge(store_list, registry), registry, store_versions
+
+
+_ENGINES: dict[tuple[tuple[str, ...], tuple[str, ...], bytes | None],
+               tuple[ChainJudge, Callable[[str], str] | None]] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _worker_engine(options: AnalyseOptions) -> tuple[ChainJudge, Callable[[str], str] | None]:
+    """The judge and pseudonym function for ``options``, built once per process (a worker
+    analyses many files: its chain-judgement cache stays warm)."""
+    k = (options.stores, options.registries, options.anonymize_key)
+    with _ENGINES_LOCK:
+        hit = _ENGINES.get(k)
+        if hit is None:
+            judge = _engine(options.stores, options.registries)[0]
+            pseudonym: Callable[[str], str] | None = None
+            if options.anonymize_key is not None:
+                from tlswatch.anonymize import PrefixPreservingAnonymizer
+
+                pseudonym = PrefixPreservingAnonymizer(options.anonymize_key).anonymize
+            hit = _ENGINES[k] = (judge, pseudonym)
+        return hit
+
+
+def analyse_file(path: str | Path, options: AnalyseOptions, known_sha: str | None = None
+                 ) -> FileResult:
+    """Analyse one capture and return its records instead of writing them: the task a Dask
+    worker runs (nothing here writes, so a task retried after a worker died duplicates
+    nothing). Errors come back in the result, not as exceptions (retrying them is useless)."""
+    p = Path(path)
+    result = FileResult(path=str(path))
+    judge, pseudonym = _worker_engine(options)
+    sink = _Collect()
+    progress = _CollectProgress(verbose=options.verbose)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CaptureWarning)
+            run = _FileRun(p, judge=judge, writer=sink, run_id=options.run_id,
+                           existing=_Existing(), pseudonym=pseudonym, progress=progress,
+                           totals=result.totals, seen_sha={}, known_sha=known_sha)
+            result.input = run.run()
+    except CaptureFormatError as e:
+        result.error_kind, result.error = "format", str(e)
+        return result
+    except OSError as e:
+        result.error_kind, result.error = "os", str(e.strerror or e)
+        return result
+    except Exception as e:  # a bug of ours: reported by the client, the other files go on
+        result.error_kind, result.error = "internal", f"{type(e).__name__}: {e}"
+        return result
+    result.records = sink.items
+    result.note = run.note
+    result.lines = progress.lines
+    return result
+
+
+def _precheck(path: Path, *, existing: _Existing, progress: _FileProgress, totals: _Totals,
+              resume: bool) -> tuple[int, str | None]:
+    """Before submitting a file: (status, its hash when --resume needs it); a file already
+    complete in the output is counted and noted here."""
+    try:
+        known = _sha256_now(path) if resume and existing.done else None
+    except OSError as e:
+        totals.errors += 1
+        progress.message(f"tlswatch: error: {terminal_safe(str(path))}: cannot read "
+                         f"({e.strerror or e})")
+        return 1, None
+    if known is not None and known in existing.done:
+        totals.skipped_done += 1
+        if progress.verbose:
+            progress.message(f"tlswatch: {terminal_safe(str(path))}: already complete in the "
+                             "output, skipped")
+    return 0, known
+
+
+def _write_result(path: Path, explicit: bool, result: FileResult, *, writer: JsonlWriter,
+                  existing: _Existing, kid: str | None, progress: _FileProgress,
+                  totals: _Totals, seen_sha: dict[str, str]) -> int:
+    """Write one file's result (from a worker): its records, then its input record, as
+    :func:`_analyse_one` does; returns the exit status it calls for (0 or 1)."""
+    name = terminal_safe(str(path))
+    if result.error_kind == "format":
+        msg = terminal_safe(result.error or "")
+        if explicit:
+            progress.message(f"tlswatch: error: {msg}")
+            totals.errors += 1
+            return 1
+        totals.skipped_other += 1
+        progress.message(f"tlswatch: {msg}; skipped")
+        return 0
+    if result.error_kind == "os":
+        totals.errors += 1
+        progress.message(f"tlswatch: error: {name}: cannot read ({result.error})")
+        return 1
+    inp = result.input
+    if result.error_kind is not None or inp is None:
+        totals.errors += 1
+        progress.message(f"tlswatch: internal error on {name}: "
+                         f"{terminal_safe(result.error or 'no result', 200)}")
+        return 1
+    if inp.sha256 in seen_sha:
+        totals.skipped_other += 1
+        progress.message(f"tlswatch: {name}: same content as "
+                         f"{terminal_safe(seen_sha[inp.sha256])}, skipped")
+        return 0
+    seen_sha[inp.sha256] = str(path)
+    written = 0
+    for i, rec in enumerate(result.records):
+        if rec["id"] in existing.ids:
+            totals.already += 1
+            continue
+        writer.write(rec)
+        written += 1
+        totals.verdicts[rec["verdict"]] += 1
+        totals.outcomes[outcome_class(rec["outcome"])] += 1
+        progress.done += 1
+        progress.counts[rec["verdict"]] += 1
+        if progress.verbose and i < len(result.lines):
+            progress.message(result.lines[i])
+    inp = replace(inp, records=written, anonymize_key_id=kid)
+    writer.write(to_dict(inp))
+    writer.checkpoint()
+    totals.records += written
+    f = result.totals
+    totals.packets += f.packets
+    totals.flows += f.flows
+    totals.handshakes += f.handshakes
+    totals.chains += f.chains
+    totals.encrypted += f.encrypted
+    totals.decrypted += f.decrypted
+    totals.decrypt_failed += f.decrypt_failed
+    totals.cut_by_end += f.cut_by_end
+    totals.dns_answers += f.dns_answers
+    totals.dns_ok += f.dns_ok
+    totals.anomalies.update(f.anomalies)
+    totals.files += 1
+    totals.bytes += inp.size
+    progress.bytes_before += inp.size
+    if inp.partial:
+        totals.partial += 1
+    for w in inp.warnings:
+        kind = "note" if w == result.note else "warning"
         progress.message(f"tlswatch: {kind}: {terminal_safe(w, 300)}")
     if progress.verbose:
         n_anom = sum(inp.anomalies.values())

@@ -12,6 +12,17 @@ Typical use (a probe or the capture analyser)::
 from .alerts import ALERT_NAMES, alert_name
 from .certificate import CertificateMessage, decode_certificate
 from .connection import HISTORY_LETTERS, TLSConnection, history_letter
+from .decrypt import (
+    CIPHER_SUITES,
+    CipherSuite,
+    DecryptError,
+    DecryptState,
+    HandshakeDecryptor,
+    hkdf_expand_label,
+    open_record,
+    record_nonce,
+    traffic_key_iv,
+)
 from .events import (
     AlertEvent,
     CertificateEvent,
@@ -45,11 +56,13 @@ from .hello import (
     decode_sslv2_client_hello,
     is_grease,
 )
+from .keylog import KeyLog, load_keylog
 from .parser import Role, Status, TLSParser, decode_handshake_message
 from .records import MAX_RECORD_LENGTH, ContentType, Detection, check_record_header, looks_like_tls
 
 __all__ = [
     "ALERT_NAMES",
+    "CIPHER_SUITES",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "HISTORY_LETTERS",
     "HRR_RANDOM",
@@ -58,22 +71,27 @@ __all__ = [
     "CertificateEvent",
     "CertificateMessage",
     "ChangeCipherSpecEvent",
+    "CipherSuite",
     "ClientHello",
     "ClientHelloEvent",
     "ContentType",
     "DecodeError",
+    "DecryptError",
+    "DecryptState",
     "Detection",
     "EncryptedRecordEvent",
     "EndOfStreamEvent",
     "Event",
     "Extension",
     "ExtensionType",
+    "HandshakeDecryptor",
     "HandshakeMessage",
     "HandshakeMessageEvent",
     "HandshakeReassembler",
     "HandshakeType",
     "HelloRetryRequestEvent",
     "InvalidEvent",
+    "KeyLog",
     "OversizedMessage",
     "Role",
     "ServerHello",
@@ -89,6 +107,7 @@ __all__ = [
     "decode_server_hello",
     "decode_sslv2_client_hello",
     "history_letter",
+    "hkdf_expand_label",
     "is_grease",
     "ja3",
     "ja3_string",
@@ -98,5 +117,9 @@ __all__ = [
     "ja4_o",
     "ja4_r",
     "ja4_ro",
+    "load_keylog",
     "looks_like_tls",
+    "open_record",
+    "record_nonce",
+    "traffic_key_iv",
 ]
