@@ -28,6 +28,7 @@ def _register() -> None:
     from tlswatch.cli.rejudge import rejudge
     from tlswatch.cli.report import report
     from tlswatch.cli.verify import verify
+    from tlswatch.cli.watch import watch
 
     cli.add_command(verify)
     cli.add_command(anchors)
@@ -38,6 +39,7 @@ def _register() -> None:
     cli.add_command(analyse)
     cli.add_command(convert)
     cli.add_command(rejudge)
+    cli.add_command(watch)
 
 
 _register()

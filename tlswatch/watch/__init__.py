@@ -1,0 +1,1 @@
+"""``tlswatch watch``: repeated campaigns with Prometheus metrics (see ``docs/watch.md``)."""
