@@ -89,6 +89,18 @@ def _network_allowance(request: pytest.FixtureRequest) -> Iterator[None]:
             _allowed.remove(net)
 
 
+def require_module(name: str) -> Any:
+    """Import an optional module; skips locally when missing, fails in CI (CI installs it)."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Python module {name} is required in CI (.ci/run installs the extras)")
+        pytest.skip(f"{name} not installed")
+
+
 def require_tool(name: str) -> str:
     """Path of an external tool; skips locally when missing, fails in CI (CI installs it)."""
     path = shutil.which(name)

@@ -40,3 +40,15 @@ def test_analyse_throughput_smoke() -> None:
                      r"intercepted 10, ok 10\b", r.stdout), r.stdout
     assert "tshark -Y tls.handshake.type==11" in r.stdout and "peak RSS of tlswatch" in r.stdout
     assert (BENCH / "analyse_throughput.out").read_text().startswith("workload:")
+
+
+def test_distributed_analyse_smoke() -> None:
+    from conftest import require_module
+
+    require_module("distributed")
+    r = subprocess.run([sys.executable, str(BENCH / "distributed_analyse.py"), "--smoke"],
+                       capture_output=True, text=True, timeout=180, check=True)
+    assert re.search(r"--scheduler, 2 process workers .* s analysis .* 840 records", r.stdout), \
+        r.stdout
+    assert "ratio 1 worker / 2 workers:" in r.stdout, r.stdout
+    assert (BENCH / "distributed_analyse.out").read_text().startswith("workload:")

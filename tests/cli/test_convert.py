@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import require_module
 
 from tlswatch.cli.main import cli
 from tlswatch.sinks.base import open_sink
@@ -18,7 +19,7 @@ from tlswatch.sinks.readers import read_records
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sinks"))
 from sink_samples import record, stream
 
-pytest.importorskip("pyarrow")
+require_module("pyarrow")
 
 
 def run(*args: str) -> tuple[int, str, str]:

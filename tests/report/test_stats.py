@@ -88,10 +88,8 @@ def test_cn_of() -> None:
 
 
 def test_flat_rows_are_read_back_into_the_nested_shape() -> None:
-    import pytest
-
-    flat = pytest.importorskip("tlswatch.sinks.flat")
     from tlswatch.report.inputs import unflatten
+    from tlswatch.sinks import flat
 
     s = ReportStats()
     for r in records():

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import require_module
 from sink_samples import input_record, record, run_record, stream
 
 from tlswatch.model import InputRecord, Record, RunRecord
@@ -34,7 +35,7 @@ from tlswatch.sinks.readers import completed_ids, output_state, read_records
 SUFFIXES = (".jsonl", ".jsonl.gz", ".sqlite", ".csv", ".parquet")
 HERE = Path(__file__).resolve().parent
 
-pytest.importorskip("pyarrow")
+require_module("pyarrow")
 
 
 def _expected(path: Path, items: Sequence[Record | RunRecord | InputRecord]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import require_module
 from sink_samples import record, run_record
 
 from tlswatch.sinks.base import SinkError, open_sink
@@ -15,8 +16,8 @@ from tlswatch.sinks.flat import flatten
 from tlswatch.sinks.parquet_sink import ParquetSink, recover
 from tlswatch.sinks.readers import read_records
 
-pa = pytest.importorskip("pyarrow")
-pq = pytest.importorskip("pyarrow.parquet")
+pa = require_module("pyarrow")
+pq = require_module("pyarrow.parquet")
 
 
 def _ids(path: Path) -> list[str | None]:

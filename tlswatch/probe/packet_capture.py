@@ -52,7 +52,17 @@ class PacketCapture:
     def stop(self) -> None:
         """Stop tcpdump after the last packets reached the file."""
         if self.proc.poll() is None:
-            time.sleep(0.2)
+            # tcpdump drops what it has not read yet when interrupted: wait until the file
+            # has stopped growing (bounded), which on a loaded machine can take a moment.
+            last, quiet_since = -1, time.monotonic()
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline:
+                size = self.path.stat().st_size if self.path.exists() else 0
+                if size != last:
+                    last, quiet_since = size, time.monotonic()
+                elif time.monotonic() - quiet_since >= 0.3:
+                    break
+                time.sleep(0.05)
             self.proc.send_signal(signal.SIGINT)
             try:
                 self.proc.wait(5)
