@@ -398,3 +398,21 @@ def test_the_live_line_is_for_terminals_only() -> None:
     q.record(rec)
     q.tick(5)
     assert quiet.getvalue() == ""
+
+
+def test_sqlite_output_and_resume(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from tlswatch.cli.main import cli
+    from tlswatch.sinks.readers import read_records
+
+    out = tmp_path / "r.sqlite"
+    args = ["analyse", str(CAPTURES / "kz2019-intercepted-tls12.pcap"), "--store",
+            str(CAPTURES / "lab-public-root.pem"), "-o", str(out)]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.stderr
+    first = [x for x in read_records(out) if x.get("kind") is None]
+    assert [x["verdict"] for x in first] == ["intercepted"]
+    r = CliRunner().invoke(cli, [*args, "--resume"])
+    assert r.exit_code == 0, r.stderr
+    assert [x["id"] for x in read_records(out) if x.get("kind") is None] == [first[0]["id"]]

@@ -190,7 +190,8 @@ def test_captive_portal_precheck_makes_results_inconclusive(servers: Servers) ->
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["-o", "out.csv"], "-o out.csv: only .jsonl output for now"),
+    (["-o", "out.txt"], "-o out.txt: unknown output format"),
+    (["-o", "out.csv", "--resume"], "--resume works with .jsonl, .jsonl.gz and .sqlite"),
     (["--resume"], "--resume needs -o FILE (the output to continue)"),
     (["--connect", "127.0.0.1", "--vantages", "v.txt"], "--connect and --vantages exclude"),
     (["--connect", "localhost:443"], "--connect: 'localhost:443' is not an IP address"),
@@ -360,3 +361,23 @@ def test_pcap_without_tcpdump_is_a_one_line_error(servers: Servers, tmp_path: Pa
     code, _, err = invoke("s1.example.com", "--connect", f"{HOST}:{servers.tls}",
                           "--pcap", str(tmp_path / "x.pcap"))
     assert code == 2 and err.count("\n") == 1 and "tcpdump is not installed" in err
+
+
+@pytest.mark.parametrize("ext", ["sqlite", "jsonl.gz", "csv"])
+def test_output_format_follows_the_extension_and_sqlite_resumes(servers: Servers, tmp_path: Path,
+                                                               ext: str) -> None:
+    from tlswatch.sinks.readers import read_records
+
+    out = tmp_path / f"r.{ext}"
+    args = ["s1.example.com", "s2.example.com", "--connect", f"{HOST}:{servers.tls}",
+            "--store", str(servers.store), "--retries", "0", "-o", str(out)]
+    code, _, err = invoke(*args)
+    assert code == 0, err
+    rows = [r for r in read_records(out) if r.get("kind") not in ("run",)]
+    assert len(rows) == 2 and {r["verdict"] for r in rows} == {"ok"}
+    if ext != "csv":
+        # A resumed run over the same targets adds run records only, no measurement twice.
+        code, _, err = invoke(*args, "--resume")
+        assert code == 0, err
+        again = [r for r in read_records(out) if r.get("kind") is None]
+        assert sorted(r["id"] for r in again) == sorted(r["id"] for r in rows)

@@ -34,11 +34,14 @@ from tlswatch.classify.capture_record import capture_record
 from tlswatch.classify.chain import ChainJudge
 from tlswatch.classify.rules import RULES_VERSION
 from tlswatch.cli.errors import InputError
+from tlswatch.cli.output import OUTPUT_HELP, check_output
 from tlswatch.failures import Verdict, outcome_class
 from tlswatch.ids import new_run_id
 from tlswatch.model import SCHEMA, InputRecord, Record, Vantage, to_dict
 from tlswatch.probe.runrecord import closing_run_record, run_record
-from tlswatch.sinks.jsonl import JsonlWriter, read_jsonl
+from tlswatch.sinks.base import Sink, SinkError, is_empty_output, open_sink
+from tlswatch.sinks.jsonl import JsonlWriter
+from tlswatch.sinks.readers import read_records
 from tlswatch.textsafe import terminal_safe
 from tlswatch.tls.keylog import KeyLog, load_keylog
 from tlswatch.x509.registry import RegistryError, load_registry
@@ -136,7 +139,7 @@ def _existing(path: Path) -> _Existing:
     out = _Existing()
     if not path.exists():
         return out
-    for obj in read_jsonl(path):
+    for obj in read_records(path):
         if obj.get("schema") != SCHEMA:
             continue
         out.lines += 1
@@ -506,8 +509,7 @@ def _summary(t: _Totals, elapsed: float, top: int = 10) -> str:
                    "embedded in a pcapng (Decryption Secrets Blocks) apply to that capture "
                    "without this option.")
 @click.option("-o", "--output", metavar="FILE",
-              help="Write records to FILE (.jsonl) instead of stdout; safe against kill -9. "
-                   "Refuses a non-empty FILE unless --resume.")
+              help=OUTPUT_HELP)
 @click.option("--resume", is_flag=True,
               help="Continue FILE of -o: skip captures already complete there (same content, "
                    "by SHA-256), finish the rest without repeating a record.")
@@ -522,7 +524,8 @@ def _summary(t: _Totals, elapsed: float, top: int = 10) -> str:
                    "anonymize.key. Keep it "
                    "private: with it, pseudonyms can be tested against guesses.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl",
-              show_default=True, help="Output format (more with the outputs issue).")
+              show_default=True, help="Format of records on stdout (an -o FILE takes the "
+                                      "format of its extension).")
 @click.option("-v", "--verbose", is_flag=True,
               help="Print one line per record and per file on stderr.")
 @click.option("--workers", type=int, metavar="N",
@@ -571,12 +574,8 @@ def analyse(inputs: tuple[str, ...], stores: tuple[str, ...], registries: tuple[
     if output == "-":
         output = None
     out_path = Path(output) if output else None
-    if out_path is not None and out_path.suffix != ".jsonl":
-        raise InputError(f"-o {output}: only .jsonl output for now")
-    if resume and out_path is None:
-        raise InputError("--resume needs -o FILE (the output to continue)")
-    if out_path is not None and not resume and out_path.exists() \
-            and out_path.stat().st_size > 0:
+    out_format = check_output(out_path, resume)
+    if out_path is not None and not resume and not is_empty_output(out_path):
         raise InputError(f"{output} exists and is not empty: add --resume to continue it, "
                          "or choose another file")
 
@@ -654,15 +653,21 @@ def analyse(inputs: tuple[str, ...], stores: tuple[str, ...], registries: tuple[
     # -- output ----------------------------------------------------------------------------
     existing = _Existing()
     if out_path is not None:
+        try:
+            # Opening repairs what a killed run left half-written, before the scan below.
+            writer: Sink = open_sink(out_path, append=resume,
+                                     batch=max(_BATCH, 16) if out_format == "jsonl.gz"
+                                     else _BATCH)
+        except SinkError as e:
+            raise InputError(str(e)) from None
+        except OSError as e:
+            raise InputError(f"{output}: cannot write ({e.strerror or e})") from None
         if resume:
             existing = _existing(out_path)
             if existing.key_ids and existing.key_ids != {kid}:
+                writer.close()
                 raise InputError(f"{output} was written with other --anonymize settings "
                                  "(key); resume with the same ones")
-        try:
-            writer = JsonlWriter(out_path, batch=_BATCH)  # cuts a torn tail left by a kill
-        except OSError as e:
-            raise InputError(f"{output}: cannot write ({e.strerror or e})") from None
     else:
         writer = JsonlWriter(sys.stdout, batch=_BATCH)
     started = datetime.now(UTC)
@@ -736,7 +741,7 @@ def analyse(inputs: tuple[str, ...], stores: tuple[str, ...], registries: tuple[
         sys.exit(status)
 
 
-def _analyse_one(path: Path, explicit: bool, *, judge: ChainJudge, writer: JsonlWriter,
+def _analyse_one(path: Path, explicit: bool, *, judge: ChainJudge, writer: Sink,
                  run_id: str, existing: _Existing, pseudonym: Callable[[str], str] | None,
                  kid: str | None, progress: _FileProgress, totals: _Totals,
                  seen_sha: dict[str, str], resume: bool, keylog: KeyLog | None = None) -> int:
@@ -947,7 +952,7 @@ def _precheck(path: Path, *, existing: _Existing, progress: _FileProgress, total
     return 0, known
 
 
-def _write_result(path: Path, explicit: bool, result: FileResult, *, writer: JsonlWriter,
+def _write_result(path: Path, explicit: bool, result: FileResult, *, writer: Sink,
                   existing: _Existing, kid: str | None, progress: _FileProgress,
                   totals: _Totals, seen_sha: dict[str, str]) -> int:
     """Write one file's result (from a worker): its records, then its input record, as

@@ -20,6 +20,7 @@ import click
 
 from tlswatch.classify.rules import RULES_VERSION
 from tlswatch.cli.errors import InputError
+from tlswatch.cli.output import OUTPUT_HELP, check_output
 from tlswatch.cli.probe_options import (
     CHECK_OPTIONS,
     RUN_OPTIONS,
@@ -37,8 +38,10 @@ from tlswatch.ids import new_run_id
 from tlswatch.probe.campaign import Summary, run_campaign
 from tlswatch.probe.inputs import count_lines
 from tlswatch.probe.packet_capture import CaptureUnavailable, PacketCapture
-from tlswatch.probe.runrecord import closing_run_record, completed, run_record
+from tlswatch.probe.runrecord import closing_run_record, run_record
+from tlswatch.sinks.base import Sink, SinkError, is_empty_output, open_sink
 from tlswatch.sinks.jsonl import JsonlWriter
+from tlswatch.sinks.readers import output_state
 
 __all__ = ["parse_tls_versions", "probe"]
 
@@ -49,15 +52,15 @@ _PCAP = click.option(
          "TTL/IP ID. Needs tcpdump and capture privileges.")
 _OUTPUT = click.option(
     "-o", "--output", metavar="FILE",
-    help="Write records to FILE (.jsonl) instead of stdout; appended as they come "
-         "and safe against kill -9. Refuses a non-empty FILE unless --resume.")
+    help=OUTPUT_HELP)
 _RESUME = click.option(
     "--resume", is_flag=True,
     help="Continue FILE of -o: skip targets already recorded there, append the rest "
          "(give the same targets and options as the first run).")
 _FORMAT = click.option(
     "--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl",
-    show_default=True, help="Output format (more with the outputs issue).")
+    show_default=True, help="Format of records on stdout (an -o FILE takes the format of its "
+                            "extension).")
 
 
 def _signals_cancel(task: asyncio.Task[Summary]) -> None:
@@ -97,12 +100,8 @@ def probe(pcap: Path | None, output: str | None, resume: bool, fmt: str,
     if output == "-":
         output = None
     out_path = Path(output) if output else None
-    if out_path is not None and out_path.suffix != ".jsonl":
-        raise InputError(f"-o {output}: only .jsonl output for now")
-    if resume and out_path is None:
-        raise InputError("--resume needs -o FILE (the output to continue)")
-    if out_path is not None and not resume and out_path.exists() \
-            and out_path.stat().st_size > 0:
+    out_format = check_output(out_path, resume)
+    if out_path is not None and not resume and not is_empty_output(out_path):
         raise InputError(f"{output} exists and is not empty: add --resume to continue it, "
                          "or choose another file")
 
@@ -134,10 +133,14 @@ def probe(pcap: Path | None, output: str | None, resume: bool, fmt: str,
     # -- output --------------------------------------------------------------------------
     if out_path is not None:
         try:
-            writer = JsonlWriter(out_path, batch=1)  # cuts a torn tail left by a kill
+            # Opening repairs what a killed run left half-written, before the scan below.
+            writer: Sink = open_sink(out_path, append=resume,
+                                     batch=16 if out_format == "jsonl.gz" else 1)
+        except SinkError as e:
+            raise InputError(str(e)) from None
         except OSError as e:
             raise InputError(f"{output}: cannot write ({e.strerror or e})") from None
-        existing = completed(out_path) if resume else None
+        existing = output_state(out_path) if resume else None
     else:
         writer = JsonlWriter(sys.stdout, batch=1)
         existing = None
