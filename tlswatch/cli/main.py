@@ -22,6 +22,7 @@ def _register() -> None:
     from tlswatch.cli.analyse import analyse
     from tlswatch.cli.anchors import anchors
     from tlswatch.cli.convert import convert
+    from tlswatch.cli.fingerprints import fingerprints
     from tlswatch.cli.lab import lab
     from tlswatch.cli.ooni import ooni
     from tlswatch.cli.probe import probe
@@ -40,6 +41,7 @@ def _register() -> None:
     cli.add_command(convert)
     cli.add_command(rejudge)
     cli.add_command(watch)
+    cli.add_command(fingerprints)
 
 
 _register()
