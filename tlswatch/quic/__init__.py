@@ -1,0 +1,83 @@
+"""Sans-IO QUIC Initial analysis (RFC 9000/9001, v2 per RFC 9369): decrypt Initial packets
+with their public keys, parse frames, reassemble CRYPTO data into the ClientHello/ServerHello
+and report per-flow outcomes. Bytes in, observations out; nothing here sends packets.
+"""
+
+from .crypto_stream import DEFAULT_MAX_CRYPTO_BYTES, CryptoStream
+from .frames import (
+    TRANSPORT_ERROR_NAMES,
+    AckFrame,
+    ConnectionCloseFrame,
+    CryptoFrame,
+    Frame,
+    FrameError,
+    PaddingFrame,
+    PingFrame,
+    parse_frames,
+    read_varint,
+    transport_error_name,
+)
+from .initial import (
+    INITIAL_SALTS,
+    QUIC_V1,
+    QUIC_V2,
+    InitialKeys,
+    InitialPacket,
+    LongHeader,
+    PacketType,
+    decode_packet_number,
+    decrypt_initial,
+    encrypt_initial,
+    initial_keys,
+    initial_secrets,
+    parse_long_header,
+    parse_long_headers,
+)
+from .observe import (
+    OUTCOME_CONNECTION_CLOSE,
+    OUTCOME_HANDSHAKE,
+    OUTCOME_NO_RESPONSE,
+    OUTCOME_RETRY,
+    OUTCOME_SERVER_RESPONSE,
+    OUTCOME_VERSION_NEGOTIATION,
+    QuicFlowObservation,
+    analyse_quic_datagrams,
+)
+
+__all__ = [
+    "DEFAULT_MAX_CRYPTO_BYTES",
+    "INITIAL_SALTS",
+    "OUTCOME_CONNECTION_CLOSE",
+    "OUTCOME_HANDSHAKE",
+    "OUTCOME_NO_RESPONSE",
+    "OUTCOME_RETRY",
+    "OUTCOME_SERVER_RESPONSE",
+    "OUTCOME_VERSION_NEGOTIATION",
+    "QUIC_V1",
+    "QUIC_V2",
+    "TRANSPORT_ERROR_NAMES",
+    "AckFrame",
+    "ConnectionCloseFrame",
+    "CryptoFrame",
+    "CryptoStream",
+    "Frame",
+    "FrameError",
+    "InitialKeys",
+    "InitialPacket",
+    "LongHeader",
+    "PacketType",
+    "PaddingFrame",
+    "PingFrame",
+    "QuicFlowObservation",
+    "analyse_quic_datagrams",
+    "decode_packet_number",
+    "decrypt_initial",
+    "encrypt_initial",
+    "initial_keys",
+    "initial_secrets",
+    "parse_frames",
+    "parse_long_header",
+    "parse_long_headers",
+    "read_varint",
+    "transport_error_name",
+]
