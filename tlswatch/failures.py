@@ -13,6 +13,7 @@ __all__ = [
     "CertOutcome",
     "DnsFailure",
     "HttpFailure",
+    "QuicOutcome",
     "SetupFailure",
     "Stage",
     "TcpFailure",
@@ -43,6 +44,7 @@ class Stage(StrEnum):
     TLS = "tls"
     CERT = "cert"
     HTTP = "http"
+    QUIC = "quic"
     SETUP = "setup"
 
 
@@ -88,6 +90,17 @@ class CertOutcome(StrEnum):
     POLICY_VIOLATION = "policy_violation"
     INVALID = "invalid"
     NO_CHAIN = "no_chain"
+
+
+class QuicOutcome(StrEnum):
+    """What a QUIC flow's Initial packets show (captures; the handshake itself is encrypted)."""
+
+    NO_RESPONSE = "no_response"  # client Initials, nothing back
+    VERSION_NEGOTIATION = "version_negotiation"
+    CONNECTION_CLOSE = "connection_close"  # detail: the error (e.g. crypto_error:...)
+    RETRY = "retry"
+    SERVER_RESPONSE = "server_response"  # server datagrams, none of them a readable Initial
+    HANDSHAKE = "handshake"  # a ServerHello came back: not a failure
 
 
 class HttpFailure(StrEnum):

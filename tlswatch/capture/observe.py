@@ -61,6 +61,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Final, cast
 
 from ..model import Flow, RstInfo
+from ..quic.observe import QuicFlowObservation, analyse_quic_datagrams
 from ..tls import (
     AlertEvent,
     CertificateEvent,
@@ -116,6 +117,8 @@ KEYLOG_STATES: Final = frozenset({
 })
 
 _DNS_PORT: Final = 53
+_UDP: Final = 17
+_MAX_QUIC_BYTES: Final = 64 * 1024 * 1024  # long-header UDP kept per capture for QUIC
 _ADDRESS_TYPES: Final = frozenset({None, 1, 28})  # A, AAAA (None: read the whole message)
 _MAX_PENDING_QUERIES: Final = 65_536  # DNS queries waiting for an answer (oldest dropped)
 _MAX_NAMES: Final = 65_536  # address -> name from DNS answers, for flows without SNI
@@ -191,7 +194,7 @@ class DnsObservation:
     anomalies: tuple[str, ...] = ()
 
 
-Observation = FlowObservation | DnsObservation
+Observation = FlowObservation | DnsObservation | QuicFlowObservation
 
 
 @dataclass(slots=True)
@@ -210,6 +213,7 @@ class ObserveStats:
     decrypt_failed: int = 0  # TLS 1.3 handshakes a key log had secrets for but did not open
     no_key: int = 0  # TLS 1.3 handshakes without secrets in the key logs (when some were given)
     tls12_keys: int = 0  # TLS <= 1.2 handshakes whose CLIENT_RANDOM was in a key log
+    quic_flows: int = 0  # QUIC flows whose client Initial decrypted (one observation each)
 
 
 class _Flow:
@@ -331,6 +335,9 @@ class CaptureObserver:
         # answered queries -> (first answer's time, query's time): a second answer is news
         self._answered: OrderedDict[tuple[str, int, str, int], tuple[int, int]] = OrderedDict()
         self._names: OrderedDict[str, str] = OrderedDict()
+        # QUIC long-header datagrams (Initials live there), bounded; analysed at the end.
+        self._quic: list[tuple[int, bytes, int, bytes, int, bytes]] = []
+        self._quic_bytes = 0
 
     # -- public ---------------------------------------------------------------------------
 
@@ -389,6 +396,25 @@ class CaptureObserver:
                 self._gap(cast(Gap, ev))
             elif cls is Secrets:
                 self._secrets(cast(Secrets, ev))
+        self._quic_flows()
+
+    # -- QUIC ------------------------------------------------------------------------------
+
+    def _quic_datagram(self, ts: int, p: PacketTuple) -> None:
+        payload = p[11]
+        if self._quic_bytes + len(payload) > _MAX_QUIC_BYTES:
+            self.own_anomalies["quic_datagrams_dropped"] += 1
+            return
+        self._quic_bytes += len(payload)
+        self._quic.append((ts, bytes(p[0]), p[5], bytes(p[1]), p[6], bytes(payload)))
+
+    def _quic_flows(self) -> None:
+        if not self._quic:
+            return
+        datagrams, self._quic = self._quic, []
+        for obs in analyse_quic_datagrams(datagrams):
+            self.stats.quic_flows += 1
+            self._emit(obs)
 
     # -- key logs --------------------------------------------------------------------------
 
@@ -707,6 +733,11 @@ class CaptureObserver:
 
     def _datagram(self, ts: int, p: PacketTuple) -> None:
         sport, dport = p[5], p[6]
+        payload = p[11]
+        if p[2] == _UDP and payload and payload[0] & 0x80 and sport != _DNS_PORT \
+                and dport != _DNS_PORT:
+            self._quic_datagram(ts, p)  # a QUIC long header, whatever the port
+            return
         if sport != _DNS_PORT and dport != _DNS_PORT:
             return
         wire = p[11]

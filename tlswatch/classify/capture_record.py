@@ -50,10 +50,11 @@ from tlswatch.capture.observe import DnsObservation, FlowObservation, Observatio
 from tlswatch.classify.blockpages import BlockpageMatch, match_blockpage
 from tlswatch.classify.chain import ChainJudge, ChainJudgement
 from tlswatch.classify.rules import Decision, Seen, classify
-from tlswatch.failures import CertOutcome, DnsFailure, HttpFailure, Stage, outcome
+from tlswatch.failures import CertOutcome, DnsFailure, HttpFailure, QuicOutcome, Stage, outcome
 from tlswatch.ids import record_id
 from tlswatch.model import (
     DnsInfo,
+    Flow,
     HttpInfo,
     Interception,
     Record,
@@ -63,6 +64,7 @@ from tlswatch.model import (
     Vantage,
     rfc3339,
 )
+from tlswatch.quic.observe import QuicFlowObservation
 
 if TYPE_CHECKING:
     from tlswatch.probe.dns import BogonKind
@@ -295,6 +297,48 @@ def _dns_record(obs: DnsObservation, failure: str, *, run_id: str, file_sha256: 
     return rec, decision
 
 
+QUIC_ENCRYPTED_CHAIN_REASON: Final = (
+    "QUIC: the server's certificate travels in encrypted Handshake packets; a key log is "
+    "needed to see it")
+_QUIC_VERSIONS: Final = {0x00000001: "QUICv1", 0x6B3343CF: "QUICv2"}
+
+
+def _quic_record(obs: QuicFlowObservation, *, run_id: str, file_sha256: str,
+                 vantage: Vantage | None, pseudonym: Pseudonym | None,
+                 ) -> tuple[Record, Decision]:
+    """A QUIC flow: what its Initials show. The server answered (ServerHello, Retry, other
+    Initials): the chain is encrypted, like TLS 1.3 without keys. Otherwise a failure."""
+    flow = Flow(obs.client, obs.client_port, obs.server, obs.server_port, "udp")
+    if pseudonym is not None:
+        flow = replace(flow, client_ip=pseudonym(flow.client_ip))
+    cls, _, detail = obs.outcome.removeprefix("quic/").partition(":")
+    kind = QuicOutcome(cls) if cls in QuicOutcome.__members__.values() \
+        else QuicOutcome.SERVER_RESPONSE
+    answered = kind in (QuicOutcome.HANDSHAKE, QuicOutcome.RETRY, QuicOutcome.SERVER_RESPONSE)
+    failure = None if answered else outcome(Stage.QUIC, kind, detail or None)
+    seen = outcome(Stage.CERT, CertOutcome.NO_CHAIN) if answered else failure
+    assert seen is not None
+    decision = classify(Seen(seen), None)
+    reasons = decision.reasons
+    if answered:
+        reasons = (QUIC_ENCRYPTED_CHAIN_REASON, f"QUIC outcome: {obs.outcome}", *reasons)
+    version = _QUIC_VERSIONS.get(obs.versions[0]) if obs.versions else None
+    rec = Record(
+        id=record_id(source="pcap", flow=flow, file_sha256=file_sha256,
+                     first_packet_ns=obs.first_ts_ns, extra="quic"),
+        run_id=run_id, source="pcap", time=rfc3339(ns_to_datetime(obs.first_ts_ns)),
+        target=Target(domain=obs.sni, sni=obs.sni, ip=obs.server, port=obs.server_port),
+        vantage=vantage or Vantage(), flow=flow,
+        tls=TlsInfo(version=version, alpn=obs.alpn[0] if obs.alpn else None, ja4=obs.ja4,
+                    failure=failure),
+        verdict=decision.verdict.value, outcome=decision.outcome,
+        confidence=decision.confidence, rule_id=decision.rule_id,
+        rules_version=decision.rules_version, reasons=reasons,
+        anomalies=tuple(obs.anomalies),
+    )
+    return rec, decision
+
+
 def capture_record(obs: Observation, judge: ChainJudge, *, run_id: str, file_sha256: str,
                    vantage: Vantage | None = None, pseudonym: Pseudonym | None = None,
                    bogons: frozenset[BogonKind] | None = None,
@@ -304,6 +348,9 @@ def capture_record(obs: Observation, judge: ChainJudge, *, run_id: str, file_sha
     ``pseudonym`` replaces the client address (``--anonymize``) before the id is computed,
     so ids never hash a real client address and stay stable across runs with one key.
     """
+    if isinstance(obs, QuicFlowObservation):
+        return _quic_record(obs, run_id=run_id, file_sha256=file_sha256, vantage=vantage,
+                            pseudonym=pseudonym)
     if isinstance(obs, DnsObservation):
         failure = dns_failure(obs, bogons)
         if failure is None:

@@ -159,7 +159,7 @@ def classify(seen: Seen, control: ControlView | None = None) -> Decision:
                         ("handshake completed but no certificate chain was visible", *notes))
 
     # A failure at a network stage (dns, tcp, tls, http) or an unknown outcome.
-    if outcome_class(out).startswith(("dns/", "tcp/", "tls/", "http/")):
+    if outcome_class(out).startswith(("dns/", "tcp/", "tls/", "http/", "quic/")):
         if ctl is None:
             return Decision(Verdict.ANOMALY, out, 0.4, "R70-failure-no-control",
                             ("a network failure without a control: blocking or an outage", *notes))
