@@ -3,7 +3,7 @@
 
 Usage::
 
-    python tools/update_anchors.py /work/shared/data [--anchors trust_anchors]
+    python tools/update_anchors.py ../shared/data [--anchors trust_anchors]
                                    [--registry-version 2026.11.28]
 
 Reads ``<data>/trust_stores/`` (sslyze PEM bundles + YAML manifests, certifi snapshots),

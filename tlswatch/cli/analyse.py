@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import hashlib
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -35,6 +34,7 @@ from tlswatch.classify.chain import ChainJudge
 from tlswatch.classify.rules import RULES_VERSION
 from tlswatch.cli.errors import InputError
 from tlswatch.cli.output import OUTPUT_HELP, check_output
+from tlswatch.cli.progress import Progress
 from tlswatch.failures import Verdict, outcome_class
 from tlswatch.ids import new_run_id
 from tlswatch.model import SCHEMA, InputRecord, Record, Vantage, to_dict
@@ -178,46 +178,21 @@ class _Totals:
     anomalies: Counter[str] = field(default_factory=Counter)
 
 
-class _FileProgress:
-    """stderr: a live line on a terminal (which file, how far, records by verdict; a few
-    redraws a second), -v lines, and messages that never break the live line."""
+class _FileProgress(Progress):
+    """The probe's progress line, showing which file, how far and MB/s instead of an ETA."""
 
     def __init__(self, stream: TextIO, *, live: bool, verbose: bool,
                  interval: float = 0.2) -> None:
-        self.stream = stream
-        self.live = live
-        self.verbose = verbose
-        self.interval = interval
-        self.counts: Counter[str] = Counter()
-        self.done = 0
+        super().__init__(stream, live=live, verbose=verbose, interval=interval)
         self.file = ""
         self.index = 0
         self.count = 0
         self.size = 1
         self.read = 0
-        self.t0 = time.monotonic()
         self.bytes_before = 0
-        self._last_draw = 0.0
-        self._shown = False
 
-    def _clear(self) -> None:
-        if self._shown:
-            self.stream.write("\r\x1b[K")
-            self._shown = False
-
-    def message(self, text: str) -> None:
-        self._clear()
-        self.stream.write(text + "\n")
-        self.stream.flush()
-        self._draw(force=True)
-
-    def record(self, rec: Record) -> None:
-        self.done += 1
-        self.counts[rec.verdict] += 1
-        if self.verbose:
-            self.message(verbose_line(rec))
-        else:
-            self._draw()
+    def line(self, rec: Record) -> str:
+        return verbose_line(rec)
 
     def status(self) -> str:
         elapsed = max(1e-9, time.monotonic() - self.t0)
@@ -230,22 +205,6 @@ class _FileProgress:
     def tick(self, read: int) -> None:
         self.read = read
         self._draw()
-
-    def _draw(self, force: bool = False) -> None:
-        if not self.live:
-            return
-        now = time.monotonic()
-        if not force and now - self._last_draw < self.interval:
-            return
-        self._last_draw = now
-        width = shutil.get_terminal_size((100, 20)).columns - 1
-        self.stream.write("\r\x1b[K" + self.status()[:width])
-        self.stream.flush()
-        self._shown = True
-
-    def close(self) -> None:
-        self._clear()
-        self.stream.flush()
 
 
 def verbose_line(rec: Record) -> str:

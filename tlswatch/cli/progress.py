@@ -47,7 +47,7 @@ class Progress:
         self.interval = interval
         self.counts: Counter[str] = Counter()
         self.done = 0
-        self._t0 = time.monotonic()
+        self.t0 = time.monotonic()
         self._last_draw = 0.0
         self._shown = False
 
@@ -63,16 +63,20 @@ class Progress:
         self.stream.flush()
         self._draw(force=True)
 
+    def line(self, rec: Record) -> str:
+        """The -v line of one record (commands with other records override it)."""
+        return verbose_line(rec)
+
     def record(self, rec: Record) -> None:
         self.done += 1
         self.counts[rec.verdict] += 1
         if self.verbose:
-            self.message(verbose_line(rec))
+            self.message(self.line(rec))
         else:
             self._draw()
 
     def status(self) -> str:
-        elapsed = max(1e-9, time.monotonic() - self._t0)
+        elapsed = max(1e-9, time.monotonic() - self.t0)
         rate = self.done / elapsed
         parts = [f"{self.done}" + (f"/{self.total}" if self.total else "")]
         parts += [f"{v} {self.counts[v]}" for v in _ORDER if self.counts[v]]
