@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tlswatch.sinks.append_file import AppendFile
 from tlswatch.sinks.base import SinkError
 from tlswatch.sinks.flat import COLUMN_NAMES, COLUMNS, FlatRow, FlatValue, flatten
 from tlswatch.sinks.jsonl import repair_tail
@@ -76,11 +77,10 @@ def read_header(path: Path) -> list[str] | None:
     return next(csv.reader([first]), [])
 
 
-class CsvSink:
+class CsvSink(AppendFile):
     """Append flat rows to a CSV file; records, run records, dicts and flat rows accepted."""
 
     def __init__(self, path: Path, *, batch: int = 32) -> None:
-        self.path = path
         self._batch = max(1, batch)
         self._buf: list[bytes] = []
         self.repaired_bytes = 0
@@ -96,7 +96,8 @@ class CsvSink:
                                     "header): not appending to it")
                 # Keep an older file's columns: rows stay aligned with its header.
                 self.columns = tuple(header)
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        super().__init__(path)
+        assert self._fd is not None
         if os.fstat(self._fd).st_size == 0:
             self._buf.append(_line(list(self.columns)))
             self.flush()
@@ -110,26 +111,6 @@ class CsvSink:
     def flush(self) -> None:
         if not self._buf or self._fd is None:
             return
-        view = memoryview(b"".join(self._buf))
+        data = b"".join(self._buf)
         self._buf.clear()
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
-
-    def checkpoint(self) -> None:
-        self.flush()
-        if self._fd is not None:
-            os.fsync(self._fd)
-
-    def close(self) -> None:
-        if self._fd is None:
-            return
-        self.checkpoint()
-        os.close(self._fd)
-        self._fd = None
-
-    def __enter__(self) -> CsvSink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._write_all(data)

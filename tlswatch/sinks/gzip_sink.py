@@ -16,6 +16,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from tlswatch.sinks.append_file import AppendFile
 from tlswatch.sinks.base import SinkError, record_json
 
 __all__ = ["MEMBER_HEADER", "GzipJsonlSink", "gzip_member", "repair_gzip_tail"]
@@ -104,20 +105,19 @@ def repair_gzip_tail(path: Path) -> int:
         return size - member_start
 
 
-class GzipJsonlSink:
+class GzipJsonlSink(AppendFile):
     """Append records to a ``.jsonl.gz`` file (a torn tail left by a kill is repaired first).
 
     ``batch``: records per member (a member is also written once 1 MiB of lines is buffered).
     """
 
     def __init__(self, path: Path, *, batch: int = 32, level: int = 6) -> None:
-        self.path = path
         self._batch = max(1, batch)
         self._level = level
         self._buf: list[bytes] = []
         self._size = 0
         self.repaired_bytes = repair_gzip_tail(path) if path.exists() else 0
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        super().__init__(path)
 
     def write(self, record: Any) -> None:
         line = record_json(record).encode() + b"\n"
@@ -129,27 +129,7 @@ class GzipJsonlSink:
     def flush(self) -> None:
         if not self._buf or self._fd is None:
             return
-        view = memoryview(gzip_member(b"".join(self._buf), self._level))
+        member = gzip_member(b"".join(self._buf), self._level)
         self._buf.clear()
         self._size = 0
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
-
-    def checkpoint(self) -> None:
-        self.flush()
-        if self._fd is not None:
-            os.fsync(self._fd)
-
-    def close(self) -> None:
-        if self._fd is None:
-            return
-        self.checkpoint()
-        os.close(self._fd)
-        self._fd = None
-
-    def __enter__(self) -> GzipJsonlSink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._write_all(member)
