@@ -164,3 +164,18 @@ def test_workers_and_scheduler_are_exclusive() -> None:
     assert code == 2 and "mutually exclusive" in err
     code, _, err = invoke(str(CAPTURES), "--workers", "0")
     assert code == 2 and "at least 1" in err
+
+
+def test_keylog_on_the_cluster_decrypts_like_one_process(tmp_path: Path, cluster: Any) -> None:
+    capture = str(CAPTURES / "kz2019-intercepted-tls13.pcapng")
+    keylog = str(CAPTURES / "kz2019-intercepted-tls13.keylog")
+    outs = []
+    for extra in ((), ("--scheduler", cluster.scheduler_address)):
+        out = tmp_path / f"out{len(outs)}.jsonl"
+        code, _, err = invoke(capture, "--store", STORE, "--keylog", keylog, "-o", str(out),
+                              *extra)
+        assert code == 0, err
+        outs.append([json.loads(x) for x in out.read_text().splitlines()])
+    assert canon(outs[0]) == canon(outs[1])
+    recs = [r for r in outs[1] if r.get("kind") is None]
+    assert [r["verdict"] for r in recs] == ["intercepted"]

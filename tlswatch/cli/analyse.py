@@ -573,8 +573,8 @@ def analyse(inputs: tuple[str, ...], stores: tuple[str, ...], registries: tuple[
     judge, registry, store_versions = _engine(stores, tuple(registries))
     keylog: KeyLog | None = None
     if keylogs:
-        if distributed:
-            raise InputError("--keylog cannot be combined with --workers/--scheduler yet")
+        # Read here too with --workers/--scheduler: a bad path fails before any work, and
+        # the summary is printed once; each worker then loads the same files itself.
         keylog = KeyLog()
         for kl in keylogs:
             try:
@@ -656,7 +656,8 @@ def analyse(inputs: tuple[str, ...], stores: tuple[str, ...], registries: tuple[
             if distributed:
                 options = AnalyseOptions(
                     run_id=run_id, stores=tuple(stores), registries=tuple(map(str, registries)),
-                    anonymize_key=key, verbose=verbose)
+                    anonymize_key=key, verbose=verbose,
+                    keylogs=tuple(str(k) for k in keylogs))
                 todo: list[tuple[Path, bool, str | None]] = []
                 for path, explicit in files:
                     st, known = _precheck(path, existing=existing, progress=progress,
@@ -775,6 +776,7 @@ class AnalyseOptions:
     registries: tuple[str, ...] = ()  # --registry paths
     anonymize_key: bytes | None = None  # the Crypto-PAn key itself (not its path)
     verbose: bool = False  # also return one -v line per record
+    keylogs: tuple[str, ...] = ()  # --keylog paths (workers must see them at these paths)
 
 
 @dataclass(slots=True)
@@ -838,15 +840,16 @@ def _engine(stores: tuple[str, ...], registries: tuple[Path | str, ...]
     return ChainJudge(store_list, registry), registry, store_versions
 
 
-_ENGINES: dict[tuple[tuple[str, ...], tuple[str, ...], bytes | None],
-               tuple[ChainJudge, Callable[[str], str] | None]] = {}
+_ENGINES: dict[tuple[tuple[str, ...], tuple[str, ...], bytes | None, tuple[str, ...]],
+               tuple[ChainJudge, Callable[[str], str] | None, KeyLog | None]] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def _worker_engine(options: AnalyseOptions) -> tuple[ChainJudge, Callable[[str], str] | None]:
-    """The judge and pseudonym function for ``options``, built once per process (a worker
-    analyses many files: its chain-judgement cache stays warm)."""
-    k = (options.stores, options.registries, options.anonymize_key)
+def _worker_engine(options: AnalyseOptions
+                   ) -> tuple[ChainJudge, Callable[[str], str] | None, KeyLog | None]:
+    """The judge, pseudonym function and key log for ``options``, built once per process
+    (a worker analyses many files: its chain-judgement cache stays warm)."""
+    k = (options.stores, options.registries, options.anonymize_key, options.keylogs)
     with _ENGINES_LOCK:
         hit = _ENGINES.get(k)
         if hit is None:
@@ -856,7 +859,12 @@ def _worker_engine(options: AnalyseOptions) -> tuple[ChainJudge, Callable[[str],
                 from tlswatch.anonymize import PrefixPreservingAnonymizer
 
                 pseudonym = PrefixPreservingAnonymizer(options.anonymize_key).anonymize
-            hit = _ENGINES[k] = (judge, pseudonym)
+            keylog: KeyLog | None = None
+            if options.keylogs:
+                keylog = KeyLog()
+                for path in options.keylogs:
+                    load_keylog(Path(path), keylog)
+            hit = _ENGINES[k] = (judge, pseudonym, keylog)
         return hit
 
 
@@ -867,7 +875,7 @@ def analyse_file(path: str | Path, options: AnalyseOptions, known_sha: str | Non
     nothing). Errors come back in the result, not as exceptions (retrying them is useless)."""
     p = Path(path)
     result = FileResult(path=str(path))
-    judge, pseudonym = _worker_engine(options)
+    judge, pseudonym, keylog = _worker_engine(options)
     sink = _Collect()
     progress = _CollectProgress(verbose=options.verbose)
     try:
@@ -875,7 +883,8 @@ def analyse_file(path: str | Path, options: AnalyseOptions, known_sha: str | Non
             warnings.simplefilter("ignore", CaptureWarning)
             run = _FileRun(p, judge=judge, writer=sink, run_id=options.run_id,
                            existing=_Existing(), pseudonym=pseudonym, progress=progress,
-                           totals=result.totals, seen_sha={}, known_sha=known_sha)
+                           totals=result.totals, seen_sha={}, known_sha=known_sha,
+                           keylog=keylog)
             result.input = run.run()
     except CaptureFormatError as e:
         result.error_kind, result.error = "format", str(e)
