@@ -37,6 +37,7 @@ __all__ = [
     "from_dict",
     "rfc3339",
     "to_dict",
+    "to_plain",
 ]
 
 SCHEMA = "tlswatch/1"
@@ -272,24 +273,45 @@ class InputRecord:
     schema: str = SCHEMA
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def to_plain(value: Any) -> Any:
+    """JSON-ready form of any part of a record (None kept). Field names are cached per
+    class: asking ``dataclasses.fields`` for every object was most of a record's cost."""
+    cls = value.__class__
+    if cls in _SCALARS:
+        return value
+    names = _FIELD_NAMES.get(cls)
+    if names is not None:
+        return {n: to_plain(getattr(value, n)) for n in names}
+    if isinstance(value, tuple | list):
+        return [to_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(value))
+        return to_plain(value)
+    return value
+
+
 def to_dict(obj: Any) -> Any:
     """JSON-ready dict of a record. Absent (None) top-level sections are omitted."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        out: dict[str, Any] = {}
-        top = isinstance(obj, Record | RunRecord | InputRecord)
-        for f in dataclasses.fields(obj):
-            value = getattr(obj, f.name)
-            if top and value is None:
-                continue
-            out[f.name] = to_dict(value)
-        if isinstance(obj, RunRecord):
-            out["stores"] = [{"name": n, "version": v} for n, v in obj.stores]
-        return out
-    if isinstance(obj, tuple | list):
-        return [to_dict(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: to_dict(v) for k, v in obj.items()}
-    return obj
+    if not isinstance(obj, Record | RunRecord | InputRecord):
+        return to_plain(obj)
+    cls = obj.__class__
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(obj))
+    out: dict[str, Any] = {}
+    for n in names:
+        value = getattr(obj, n)
+        if value is not None:
+            out[n] = to_plain(value)
+    if isinstance(obj, RunRecord):
+        out["stores"] = [{"name": n, "version": v} for n, v in obj.stores]
+    return out
 
 
 T = TypeVar("T")

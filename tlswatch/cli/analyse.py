@@ -37,7 +37,7 @@ from tlswatch.cli.output import OUTPUT_HELP, check_output
 from tlswatch.cli.progress import Progress
 from tlswatch.failures import Verdict, outcome_class
 from tlswatch.ids import new_run_id
-from tlswatch.model import SCHEMA, InputRecord, Record, Vantage, to_dict
+from tlswatch.model import SCHEMA, InputRecord, Record, Vantage, to_dict, to_plain
 from tlswatch.probe.runrecord import closing_run_record, run_record
 from tlswatch.sinks.base import Sink, SinkError, is_empty_output, open_sink
 from tlswatch.sinks.jsonl import JsonlWriter
@@ -366,29 +366,8 @@ class _FileRun:
             anonymize_key_id=None)
 
 
-_FIELDS: dict[type, tuple[str, ...]] = {}
-_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
 _CHAIN_CACHE: dict[int, tuple[object, list[Any]]] = {}
 _CHAIN_CACHE_MAX: Final = 1024
-
-
-def _plain(value: Any) -> Any:
-    """:func:`tlswatch.model.to_dict` for nested parts, with the field names cached per class
-    (``to_dict`` asks ``dataclasses`` for them on every object: most of a record's cost)."""
-    cls = value.__class__
-    if cls in _SCALARS:
-        return value
-    names = _FIELDS.get(cls)
-    if names is not None:
-        return {n: _plain(getattr(value, n)) for n in names}
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        _FIELDS[value.__class__] = tuple(f.name for f in dataclasses.fields(value))
-        return _plain(value)
-    return value
 
 
 def record_dict(rec: Record) -> dict[str, Any]:
@@ -405,11 +384,11 @@ def record_dict(rec: Record) -> dict[str, Any]:
             if hit is None or hit[0] is not value:
                 if len(_CHAIN_CACHE) >= _CHAIN_CACHE_MAX:
                     _CHAIN_CACHE.clear()
-                hit = (value, _plain(value))
+                hit = (value, to_plain(value))
                 _CHAIN_CACHE[id(value)] = hit
             out[f] = hit[1]
         else:
-            out[f] = _plain(value)
+            out[f] = to_plain(value)
     return out
 
 
