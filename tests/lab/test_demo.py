@@ -44,6 +44,7 @@ def test_demo_verdicts_match_what_the_lab_did(tmp_path: Path) -> None:
     keylog = (out / "keylog.txt").read_text()
     assert "CLIENT_HANDSHAKE_TRAFFIC_SECRET" in keylog or "CLIENT_RANDOM" in keylog
     assert (out / "demo.pcap").stat().st_size > 10_000
+    assert (out / "lab-public-root.pem").read_bytes().startswith(b"-----BEGIN CERTIFICATE")
 
 
 def test_expected_verdicts_follow_what_the_lab_did_on_the_path() -> None:

@@ -78,8 +78,8 @@ def up(config: Path | None, targets: Path | None, port: int | None, seed: int | 
 @lab.command("demo")
 @click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
               default=Path("tlswatch-demo"), show_default=True,
-              help="Where the results (results.jsonl), the capture (demo.pcap) and the TLS "
-                   "key log (keylog.txt) are left.")
+              help="Where the results (results.jsonl), the capture (demo.pcap), the TLS "
+                   "key log (keylog.txt) and the lab's store (lab-public-root.pem) are left.")
 @click.option("--tls-timeout", type=click.FloatRange(0.1, 60), default=3.0, show_default=True,
               help="Seconds to wait for a ServerHello (silently dropped domains take this).")
 @common_options

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -157,6 +158,8 @@ def run_demo(out_dir: Path, lab_args: Sequence[str] = (), *, tls_timeout: float 
     try:
         desc = lab.desc
         port = int(desc["port"])
+        # The store that trusts the lab's "public" CA, so the capture can be analysed later.
+        shutil.copyfile(desc["store"], out_dir / "lab-public-root.pem")
         log(f"lab up on {desc['address_prefix']}.0.0/16 port {port}; "
             f"sslsplit {desc['sslsplit']['status']}")
         cap: PacketCapture | None = None
