@@ -31,9 +31,11 @@ class PacketCapture:
         if tool is None:
             raise CaptureUnavailable("tcpdump is not installed (apt-get install tcpdump)")
         # -U and --immediate-mode: each packet reaches the file as it comes (not when a
-        # kernel ring block fills), so a stopped or killed run loses nothing.
+        # kernel ring block fills), so a stopped or killed run loses nothing; a 16 MiB
+        # buffer (-B) keeps a busy machine from dropping packets before tcpdump reads them.
         self.proc = subprocess.Popen(
-            [tool, "-i", interface, "-U", "--immediate-mode", "-s", "0", "-w", str(path), bpf],
+            [tool, "-i", interface, "-U", "--immediate-mode", "-B", "16384", "-s", "0", "-w",
+             str(path), bpf],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         assert self.proc.stderr is not None
         deadline = time.monotonic() + start_timeout
