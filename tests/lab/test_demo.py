@@ -46,6 +46,18 @@ def test_demo_verdicts_match_what_the_lab_did(tmp_path: Path) -> None:
     assert (out / "demo.pcap").stat().st_size > 10_000
     assert (out / "lab-public-root.pem").read_bytes().startswith(b"-----BEGIN CERTIFICATE")
 
+    # The same network judged again from the wire: interception the probe found is found in
+    # its capture (TLS 1.3 decrypted with the probe's key log), and nothing else is.
+    intercepted = {x["target"]["sni"] for x in measurements if x["verdict"] == "intercepted"}
+    a = CliRunner().invoke(cli, ["analyse", str(out / "demo.pcap"), "--keylog",
+                                 str(out / "keylog.txt"), "--store",
+                                 str(out / "lab-public-root.pem")])
+    assert a.exit_code == 0, a.stderr
+    recs = [json.loads(x) for x in a.stdout.splitlines()]
+    seen = {x["target"]["sni"] for x in recs if x.get("verdict") == "intercepted"}
+    assert "facebook.com" in seen and seen <= intercepted
+    assert len(seen) >= len(intercepted) // 2  # a loaded machine may still drop packets
+
 
 def test_expected_verdicts_follow_what_the_lab_did_on_the_path() -> None:
     from tlswatch.lab.demo import expected_verdict
@@ -54,3 +66,4 @@ def test_expected_verdicts_follow_what_the_lab_did_on_the_path() -> None:
     assert expected_verdict("splice") == "ok"  # also sslsplit's domains when it is missing
     assert expected_verdict("blocker:dns_zero") == "blocked"
     assert expected_verdict("hostile:slow") is None
+
