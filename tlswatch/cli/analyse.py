@@ -726,20 +726,26 @@ def _analyse_one(path: Path, explicit: bool, *, judge: ChainJudge, writer: Sink,
         inp = replace(inp, anonymize_key_id=kid)
     writer.write(to_dict(inp))  # a plain dict: every record sink takes one
     writer.checkpoint()
+    _file_done(inp, name, run.note, totals=totals, progress=progress)
+    return 0
+
+
+def _file_done(inp: InputRecord, name: str, note: str | None, *, totals: _Totals,
+               progress: _FileProgress) -> None:
+    """Count a finished file and say what the user should know about it (both paths)."""
     totals.files += 1
     totals.bytes += inp.size
     progress.bytes_before += inp.size
     if inp.partial:
         totals.partial += 1
     for w in inp.warnings:
-        kind = "note" if w == run.note else "warning"
+        kind = "note" if w == note else "warning"
         progress.message(f"tlswatch: {kind}: {terminal_safe(w, 300)}")
     if progress.verbose:
         n_anom = sum(inp.anomalies.values())
         progress.message(f"tlswatch: {name}: {inp.packets:,} packets, {inp.flows:,} flows, "
                          f"{inp.handshakes:,} handshakes, {inp.records:,} records, {n_anom:,} "
                          f"anomalies, sha256 {inp.sha256[:16]}…")
-    return 0
 
 
 # -- the per-file work as a plain function (in this process or in a Dask worker) ------------
@@ -959,17 +965,5 @@ def _write_result(path: Path, explicit: bool, result: FileResult, *, writer: Sin
     totals.dns_answers += f.dns_answers
     totals.dns_ok += f.dns_ok
     totals.anomalies.update(f.anomalies)
-    totals.files += 1
-    totals.bytes += inp.size
-    progress.bytes_before += inp.size
-    if inp.partial:
-        totals.partial += 1
-    for w in inp.warnings:
-        kind = "note" if w == result.note else "warning"
-        progress.message(f"tlswatch: {kind}: {terminal_safe(w, 300)}")
-    if progress.verbose:
-        n_anom = sum(inp.anomalies.values())
-        progress.message(f"tlswatch: {name}: {inp.packets:,} packets, {inp.flows:,} flows, "
-                         f"{inp.handshakes:,} handshakes, {inp.records:,} records, {n_anom:,} "
-                         f"anomalies, sha256 {inp.sha256[:16]}…")
+    _file_done(inp, name, result.note, totals=totals, progress=progress)
     return 0
