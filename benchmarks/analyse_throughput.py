@@ -141,7 +141,9 @@ def _templates() -> list[list[bytes]]:
 
 def build(path: Path, target_bytes: int, concurrency: int) -> dict[str, int]:
     """Write the replicated capture; returns packets, bytes and connections per kind."""
-    templates = _templates()
+    templates = _templates()  # also puts benchmarks/ on sys.path
+    import capture_read
+
     packets = conns = 0
     with open(path, "wb") as f:
         f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
@@ -158,21 +160,9 @@ def build(path: Path, target_bytes: int, concurrency: int) -> dict[str, int]:
                 conns += concurrency
                 for frame in template:
                     for new_ip, shift in shifts:
-                        fr = bytearray(frame)
-                        # Rewrite the client address (IPv4 src or dst) and port per connection.
-                        if fr[26:30] in (_CLIENT, _BENCH_CLIENT):
-                            fr[26:30] = new_ip
-                            port = (struct.unpack_from("!H", fr, 34)[0] + shift) & 0xFFFF
-                            struct.pack_into("!H", fr, 34, port | 1024)
-                        elif fr[30:34] in (_CLIENT, _BENCH_CLIENT):
-                            fr[30:34] = new_ip
-                            port = (struct.unpack_from("!H", fr, 36)[0] + shift) & 0xFFFF
-                            struct.pack_into("!H", fr, 36, port | 1024)
                         ts += 100_000  # 10k packets/s: flows close and leave within the file
-                        sec, ns = divmod(ts, 1_000_000_000)
-                        f.write(struct.pack("<IIII", sec, ns // 1000, len(fr), len(fr)))
-                        f.write(fr)
-                        written += 16 + len(fr)
+                        written += capture_read.write_shifted(
+                            f, frame, (_CLIENT, _BENCH_CLIENT), new_ip, shift, ts)
                         packets += 1
             batch += 1
     return {"packets": packets, "bytes": written, "connections": conns}

@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 CHILD_FLAG = "--child"
 # Measure this checkout's tlswatch, whatever copy happens to be installed.
@@ -117,6 +118,25 @@ def _craft_templates() -> list[tuple[int, bytes]]:
     return out
 
 
+def write_shifted(f: BinaryIO, frame: bytes, clients: tuple[bytes, ...], new_ip: bytes,
+                  port_shift: int, ts_ns: int) -> int:
+    """Write ``frame`` as one pcap record with its client address (IPv4 src or dst, if it is
+    one of ``clients``) replaced and its client port shifted; returns the bytes written."""
+    fr = bytearray(frame)
+    if fr[26:30] in clients:
+        fr[26:30] = new_ip
+        port = (struct.unpack_from("!H", fr, 34)[0] + port_shift) & 0xFFFF
+        struct.pack_into("!H", fr, 34, port | 1024)
+    elif fr[30:34] in clients:
+        fr[30:34] = new_ip
+        port = (struct.unpack_from("!H", fr, 36)[0] + port_shift) & 0xFFFF
+        struct.pack_into("!H", fr, 36, port | 1024)
+    sec, ns = divmod(ts_ns, 1_000_000_000)
+    f.write(struct.pack("<IIII", sec, ns // 1000, len(fr), len(fr)))
+    f.write(fr)
+    return 16 + len(fr)
+
+
 def write_workload(path: Path, target_bytes: int, concurrency: int = 50) -> tuple[int, int]:
     """Write the replicated capture; returns (packets, bytes of the file)."""
     template = _craft_templates()
@@ -136,20 +156,8 @@ def write_workload(path: Path, target_bytes: int, concurrency: int = 50) -> tupl
                               (n * 3) & 0xFFFF))
             for _dt, frame in template:
                 for new_ip, port_shift in conns:
-                    fr = bytearray(frame)
-                    if fr[26:30] == client_ip:
-                        fr[26:30] = new_ip
-                        sport = (struct.unpack_from("!H", fr, 34)[0] + port_shift) & 0xFFFF
-                        struct.pack_into("!H", fr, 34, sport | 1024)
-                    elif fr[30:34] == client_ip:
-                        fr[30:34] = new_ip
-                        dport = (struct.unpack_from("!H", fr, 36)[0] + port_shift) & 0xFFFF
-                        struct.pack_into("!H", fr, 36, dport | 1024)
                     ts += 100_000  # 10k packets/s: flows close and leave within the file
-                    sec, ns = divmod(ts, 1_000_000_000)
-                    f.write(struct.pack("<IIII", sec, ns // 1000, len(fr), len(fr)))
-                    f.write(fr)
-                    written += 16 + len(fr)
+                    written += write_shifted(f, frame, (client_ip,), new_ip, port_shift, ts)
                     packets += 1
             batch += 1
     return packets, written
