@@ -12,7 +12,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,10 +24,10 @@ import pytest
 from click.testing import CliRunner
 from probe.servers import (
     HOST,
+    background_loop,
     dns_server,
     port_of,
-    read_client_hello,
-    reset,
+    reset_after_hello,
     serve,
     server_context,
     tls_idle,
@@ -58,11 +57,6 @@ class Servers:
         return f"{HOST}:{self.dns}"
 
 
-async def _reset_after_hello(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await read_client_hello(reader)
-    reset(writer)
-
-
 async def _portal(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     await reader.readuntil(b"\r\n\r\n")
     writer.write(b"HTTP/1.1 302 Found\r\nLocation: http://portal.example/\r\n"
@@ -86,29 +80,15 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     zone["nx.example.com"] = "NXDOMAIN"
     zone["xn--bcher-kva.example.com"] = [HOST]
 
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    box: dict[str, Any] = {}
-
-    async def start() -> None:
+    async def start(box: dict[str, Any]) -> None:
         box["tls"] = await serve(tls_idle, server_context(d / "chain.pem", d / "key.pem"))
-        box["rst"] = await serve(_reset_after_hello)
+        box["rst"] = await serve(reset_after_hello)
         box["http"] = await serve(_portal)
         _, box["dns"] = await dns_server(zone)
-        ready.set()
 
-    def main() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(start())
-        loop.run_forever()
-
-    t = threading.Thread(target=main, daemon=True)
-    t.start()
-    assert ready.wait(10)
-    yield Servers(port_of(box["tls"]), port_of(box["rst"]), port_of(box["http"]),
-                  box["dns"].get_extra_info("sockname")[1], store)
-    loop.call_soon_threadsafe(loop.stop)
-    t.join(5)
+    with background_loop(start) as box:
+        yield Servers(port_of(box["tls"]), port_of(box["rst"]), port_of(box["http"]),
+                      box["dns"].get_extra_info("sockname")[1], store)
 
 
 def invoke(*args: str) -> tuple[int, str, str]:

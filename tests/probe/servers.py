@@ -7,10 +7,12 @@ import contextlib
 import socket
 import ssl
 import struct
-from collections.abc import Awaitable, Callable, Sequence
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dns.flags
 import dns.message
@@ -208,3 +210,37 @@ async def dns_server(zone: dict[str, DnsAnswer]) -> tuple[DnsServer, asyncio.Dat
         lambda: DnsServer(zone), local_addr=(HOST, 0)
     )
     return proto, transport
+
+
+async def reset_after_hello(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """An SNI filter: read the ClientHello, then answer with a RST."""
+    await read_client_hello(reader)
+    reset(writer)
+
+
+@contextlib.contextmanager
+def background_loop(start: Callable[[dict[str, Any]], Awaitable[None]]
+                    ) -> Iterator[dict[str, Any]]:
+    """Run ``start(box)`` (which starts servers and fills ``box``) on an event loop in a
+    thread, for tests whose code under test runs its own loop; stopped on exit."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    box: dict[str, Any] = {}
+
+    async def boot() -> None:
+        await start(box)
+        ready.set()
+
+    def main() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(boot())
+        loop.run_forever()
+
+    t = threading.Thread(target=main, daemon=True)
+    t.start()
+    assert ready.wait(10), "test servers did not start"
+    try:
+        yield box
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        t.join(5)

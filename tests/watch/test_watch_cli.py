@@ -3,13 +3,11 @@ endpoint scraped over HTTP on 127.0.0.1. Nothing else is ever contacted."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections import Counter
@@ -22,7 +20,15 @@ from typing import Any
 import prometheus_client
 import pytest
 from click.testing import CliRunner
-from probe.servers import HOST, port_of, read_client_hello, reset, serve, server_context, tls_idle
+from probe.servers import (
+    HOST,
+    background_loop,
+    port_of,
+    reset_after_hello,
+    serve,
+    server_context,
+    tls_idle,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from tlswatch.cli.main import cli
@@ -39,11 +45,6 @@ class Servers:
     store: Path
 
 
-async def _reset_after_hello(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await read_client_hello(reader)
-    reset(writer)
-
-
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     d = tmp_path_factory.mktemp("watch-cli")
@@ -54,26 +55,12 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     (d / "chain.pem").write_bytes(leaf.pem + ca.pem)
     (d / "key.pem").write_bytes(leaf.key_pem)
     store = write_store_pem(d / "root.pem", [root.cert])
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    box: dict[str, Any] = {}
-
-    async def start() -> None:
+    async def start(box: dict[str, Any]) -> None:
         box["tls"] = await serve(tls_idle, server_context(d / "chain.pem", d / "key.pem"))
-        box["rst"] = await serve(_reset_after_hello)
-        ready.set()
+        box["rst"] = await serve(reset_after_hello)
 
-    def main() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(start())
-        loop.run_forever()
-
-    t = threading.Thread(target=main, daemon=True)
-    t.start()
-    assert ready.wait(10)
-    yield Servers(port_of(box["tls"]), port_of(box["rst"]), store)
-    loop.call_soon_threadsafe(loop.stop)
-    t.join(5)
+    with background_loop(start) as box:
+        yield Servers(port_of(box["tls"]), port_of(box["rst"]), store)
 
 
 def _vantages(servers: Servers, tmp_path: Path) -> Path:
