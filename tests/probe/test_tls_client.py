@@ -305,3 +305,39 @@ def test_refused_port() -> None:
     obs = asyncio.run(main())
     assert obs.failure == "tcp/refused"
     assert obs.tcp.failure == "tcp/refused" and obs.tls.history is None
+
+
+# -- key-exchange groups -------------------------------------------------------------------------
+
+
+def _hello_groups(**kw: object) -> tuple[tuple[int, ...], tuple[int, ...], ProbeObservation]:
+    """(supported_groups, key_share groups) of the ClientHello ``measure(**kw)`` sends."""
+    from tlswatch.tls.hello import decode_client_hello
+
+    hellos: list[bytes] = []
+
+    async def capture(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hellos.append(await read_client_hello(reader))
+        reset(writer)
+
+    obs = probe(capture, **kw)
+    record = hellos[0]
+    hello = decode_client_hello(record[5 + 4:])  # record header, then handshake header
+    return hello.supported_groups, hello.key_share_groups, obs
+
+
+def test_groups_option_sets_the_offered_groups_and_key_shares() -> None:
+    default_groups, _, _ = _hello_groups()
+    groups, shares, obs = _hello_groups(groups="X25519:P-256")
+    assert groups == (0x001D, 0x0017)  # x25519, secp256r1: exactly what was asked, in order
+    assert shares == (0x001D,)
+    assert obs.failure == "tls/reset"  # reset after our hello: the measurement went on normally
+    assert default_groups != groups and len(default_groups) > 2  # OpenSSL's own default differs
+
+
+def test_unknown_group_is_refused_in_one_line() -> None:
+    from tlswatch.probe.tls_client import GroupsError, check_groups
+
+    assert check_groups("X25519") == "X25519"
+    with pytest.raises(GroupsError, match="does not accept the group list 'X25519:nosuch'"):
+        check_groups("X25519:nosuch")

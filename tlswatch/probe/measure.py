@@ -93,6 +93,7 @@ async def measure(
     bogons: frozenset[BogonKind] = DEFAULT_BOGONS,
     max_bytes: int = DEFAULT_MAX_BYTES,
     clock: Callable[[], datetime] = _utcnow,
+    groups: str | None = None,
 ) -> ProbeObservation:
     """Measure one target.
 
@@ -118,6 +119,7 @@ async def measure(
         max_version=max_version,
         keylog=own_keylog or (keylog if isinstance(keylog, KeyLog) else None),
         max_bytes=max_bytes,
+        groups=groups,
     )
     started = clock()
     t0 = time.perf_counter_ns()

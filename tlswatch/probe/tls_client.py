@@ -42,12 +42,14 @@ from tlswatch.tls import Status, TLSConnection
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "OPENSSL_MAX_CERT_LIST",
+    "GroupsError",
     "HandshakeResult",
     "KeyLog",
     "PeerReset",
     "TlsOptions",
     "TlsSession",
     "TlsVersion",
+    "check_groups",
 ]
 
 TlsVersion = Literal["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
@@ -109,11 +111,25 @@ class TlsOptions:
     max_version: TlsVersion = "TLSv1.3"
     keylog: KeyLog | None = None
     max_bytes: int = DEFAULT_MAX_BYTES
+    #: Key-exchange groups in OpenSSL's list syntax (``"X25519:P-256"``); None = OpenSSL's
+    #: default, which since OpenSSL 3.5 sends an X25519MLKEM768 share (a ~1.5 KB hello).
+    groups: str | None = None
+
+
+class GroupsError(ValueError):
+    """OpenSSL refused a ``groups`` list (an unknown or unsupported group name)."""
+
+
+def check_groups(groups: str) -> str:
+    """``groups`` if OpenSSL accepts it as a client group list, else :class:`GroupsError`."""
+    _context("TLSv1.2", "TLSv1.3", (), None, groups)
+    return groups
 
 
 @lru_cache(maxsize=64)
 def _context(
-    min_version: str, max_version: str, alpn: tuple[str, ...], keylog: KeyLog | None
+    min_version: str, max_version: str, alpn: tuple[str, ...], keylog: KeyLog | None,
+    groups: str | None = None,
 ) -> SSL.Context:
     # Contexts are costly to build and hold no per-connection state here (no session cache),
     # so one per option set is shared by all handshakes.
@@ -128,6 +144,8 @@ def _context(
     ctx.set_max_proto_version(_VERSIONS[max_version])
     if alpn:
         ctx.set_alpn_protos([p.encode() for p in alpn])
+    if groups is not None:
+        _set_groups(ctx, groups)
     if keylog is not None:
         log = keylog
 
@@ -136,6 +154,23 @@ def _context(
 
         ctx.set_keylog_callback(_keylog)
     return ctx
+
+
+def _set_groups(ctx: SSL.Context, groups: str) -> None:
+    # pyOpenSSL has no setter for the group list; its binding (cryptography's) exports
+    # SSL_CTX_set1_curves_list, the older name of SSL_CTX_set1_groups_list.
+    from OpenSSL._util import lib
+
+    setter = getattr(lib, "SSL_CTX_set1_curves_list", None)
+    if setter is None:
+        raise GroupsError("this pyOpenSSL/cryptography build cannot set key-exchange groups")
+    if setter(ctx._context, groups.encode("ascii", "replace")) != 1:
+        # OpenSSL leaves the reason on its error queue; drain it so later calls are clean.
+        with contextlib.suppress(SSL.Error):
+            from OpenSSL._util import exception_from_error_queue
+
+            exception_from_error_queue(SSL.Error)
+        raise GroupsError(f"OpenSSL does not accept the group list {groups!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +195,8 @@ class TlsSession:
     def __init__(self, sock: socket.socket, options: TlsOptions) -> None:
         self.sock = sock
         self.options = options
-        ctx = _context(options.min_version, options.max_version, options.alpn, options.keylog)
+        ctx = _context(options.min_version, options.max_version, options.alpn, options.keylog,
+                       options.groups)
         self.conn = SSL.Connection(ctx, None)
         self.conn.set_connect_state()
         if options.sni:
