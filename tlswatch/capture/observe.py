@@ -80,6 +80,7 @@ from .events import SideSummary as _Summary
 from .flows import FlowReader, read_flows
 from .layers import PacketTuple, ip_to_str
 from .pcapng import SECRETS_TLS_KEYLOG
+from .rst_evidence import rst_info
 from .tcp import FlowConfig
 
 __all__ = [
@@ -256,26 +257,6 @@ class _Flow:
         if self.failure is None and self.done_ns is None and self.client_abort_ns is None:
             self.failure = failure
             self.fail_ns = ts
-
-
-def _rst_info(rst: Rst, count: int, after: int) -> RstInfo:
-    """The RST's TTL/IP ID and why it may not come from the server's own stack."""
-    ev: list[str] = []
-    if rst.prev_ttl is not None and rst.ttl != rst.prev_ttl:
-        ev.append(f"ttl_differs_from_server({rst.ttl}!={rst.prev_ttl})")
-    if rst.ip_id is not None:
-        if rst.ip_id == 0 and rst.prev_ip_id != 0:
-            ev.append("ip_id_zero")
-        elif rst.prev_ip_id is not None and not 0 <= (rst.ip_id - rst.prev_ip_id) & 0xFFFF <= 64:
-            # A host's IP IDs count up (per connection or globally); a forger's do not follow.
-            ev.append(f"ip_id_unlike_server({rst.ip_id} after {rst.prev_ip_id})")
-    if count > 1:
-        ev.append(f"several_rsts({count})")
-    if rst.seq_delta:
-        ev.append(f"seq_unexpected({rst.seq_delta:+d})")
-    if after:
-        ev.append(f"server_sent_after_rst({after})")
-    return RstInfo(rst.ttl, rst.ip_id, tuple(ev))
 
 
 def _summary_notes(server: _Summary, client: _Summary) -> list[str]:
@@ -602,7 +583,7 @@ class CaptureObserver:
         else:
             return
         if rst is not None:
-            info = _rst_info(rst, s.rst, s.packets_after_rst)
+            info = rst_info(rst, s.rst, s.packets_after_rst)
         if c.syn > 1:
             notes.append(f"the client sent its SYN {c.syn} times")
         t0 = first if first is not None else (c.first_ts_ns or ev.ts_ns)
@@ -650,13 +631,13 @@ class CaptureObserver:
         if st.client_abort_ns is not None and st.done_ns is None and failure is None:
             why = f" with alert {st.client_alert}" if st.client_alert else ""
             notes.append(f"the client aborted the handshake{why}")
-        rst_info = None
+        rst_seen = None
         if end is not None:
             notes += _summary_notes(end.server, end.client)
             if st.rst is not None:
-                rst_info = _rst_info(st.rst, end.server.rst, end.server.packets_after_rst)
+                rst_seen = rst_info(st.rst, end.server.rst, end.server.packets_after_rst)
         elif st.rst is not None:
-            rst_info = _rst_info(st.rst, st.rsts, 0)
+            rst_seen = rst_info(st.rst, st.rsts, 0)
         for who, hello in (("client_hello", ch), ("server_hello", sh)):
             if hello is not None:
                 notes += [f"{who}: {a}" for a in hello.anomalies]
@@ -695,7 +676,7 @@ class CaptureObserver:
             bytes_missing=bool(st.gap_notes),
             non_tls_prefix=st.prefix if failure == "tls/not_tls" else b"",
             client_bytes=st.client_bytes, server_bytes=st.server_bytes,
-            handshake_ms=_ms(st.hello_ns, decisive), rst=rst_info, anomalies=tuple(notes),
+            handshake_ms=_ms(st.hello_ns, decisive), rst=rst_seen, anomalies=tuple(notes),
         ))
 
     def _keylog_state(self, st: _Flow, tls13: bool) -> tuple[str | None, str]:

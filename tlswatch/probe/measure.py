@@ -9,16 +9,17 @@ raises: only usage errors (a bad IP literal, no way to find an address) do.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 from tlswatch.failures import DnsFailure, HttpFailure, Stage, TcpFailure, TlsFailure, outcome
-from tlswatch.model import DnsInfo, Flow, HttpInfo, Target, TcpInfo, TlsInfo
+from tlswatch.model import DnsInfo, Flow, HttpInfo, RstInfo, Target, TcpInfo, TlsInfo
 from tlswatch.probe.dns import DEFAULT_BOGONS, BogonKind, IpVersion, parse_resolver, resolve
 from tlswatch.probe.http_fetch import http_get
 from tlswatch.probe.observation import ProbeObservation
@@ -32,7 +33,13 @@ from tlswatch.probe.tls_client import (
     TlsVersion,
 )
 
-__all__ = ["SNI_FROM_DOMAIN", "SniDefault", "Timeouts", "measure"]
+__all__ = ["SNI_FROM_DOMAIN", "ResetEvidence", "SniDefault", "Timeouts", "measure"]
+
+
+class ResetEvidence(Protocol):
+    """Where a reset's packet-level evidence comes from (the probe's own live capture)."""
+
+    async def reset_evidence(self, flow: Flow, wait: float = ...) -> RstInfo | None: ...
 
 
 class SniDefault(enum.Enum):
@@ -94,6 +101,7 @@ async def measure(
     max_bytes: int = DEFAULT_MAX_BYTES,
     clock: Callable[[], datetime] = _utcnow,
     groups: str | None = None,
+    resets: ResetEvidence | None = None,
 ) -> ProbeObservation:
     """Measure one target.
 
@@ -101,6 +109,8 @@ async def measure(
     ``target.ip``) DNS is skipped and the handshake goes to that address with the SNI (the
     Censored Planet method); otherwise ``resolver`` (``"IP[:PORT]"``) is asked and the first
     non-bogon answer is used. ``keylog`` given as a path is opened (append) for this call.
+    ``resets`` (the probe's own live capture) fills ``tcp.rst`` when the measurement ended
+    in a reset: the RST's TTL/IP ID and why it looks injected.
     """
     tgt = Target(domain=target) if isinstance(target, str) else target
     domain = tgt.domain
@@ -141,6 +151,10 @@ async def measure(
             p.session.close()
         if own_keylog is not None:
             own_keylog.close()
+    if resets is not None and p.flow is not None and p.failure and "reset" in p.failure:
+        rst = await resets.reset_evidence(p.flow)
+        if rst is not None:
+            p.tcp = dataclasses.replace(p.tcp, rst=rst)
     hs = p.hs
     return ProbeObservation(
         target=Target(
