@@ -38,6 +38,7 @@ from tlswatch.testing.pcap_writer import (
     replay,
     udp_datagram,
 )
+from tlswatch.testing.quic_transcripts import quic_handshake
 from tlswatch.testing.transcripts import (
     ALERT_HANDSHAKE_FAILURE,
     CIPHER_SUITE_NAMES,
@@ -563,6 +564,31 @@ def build() -> list[Entry]:
             "not a blockpage (not HTTP either)",
         )
     )
+
+    # -- QUIC (tlswatch.testing.quic_transcripts) -----------------------------------------------
+    quic = quic_handshake(kz.chain, _key(kz), sni="facebook.com", seed=SEED,
+                          label="kz2019-intercepted-quic")
+    quic_server = _server(22, ttl=58)
+    t0 = _EPOCH_NS + 14 * 60_000 * _MS + 141_421 * _US
+    quic_packets = [
+        udp_datagram(CLIENT if up else quic_server, quic_server if up else CLIENT,
+                     sport=41014 if up else 443, dport=443 if up else 41014, payload=payload,
+                     t_ns=t0 + i * 20 * _MS, ip_id=(0x3C00 if up else 0x7100) + i)
+        for i, (up, payload) in enumerate(quic.datagrams)
+    ]
+    quic_shows = ("2019-style interception over QUIC v1 (RFC 9000/9001, h3): the client "
+                  "Initial shows SNI and ALPN in the clear; the forged chain travels in "
+                  "encrypted Handshake packets (coalesced with the server's Initial), visible "
+                  "only with the key log (CLIENT/SERVER_HANDSHAKE_TRAFFIC_SECRET)")
+    entries.append(Entry("kz2019-intercepted-quic.pcap", pcap_bytes(quic_packets), quic_shows,
+                         "kz2019-interception", quic.sni, "QUIC v1, TLS_AES_128_GCM_SHA256",
+                         "intercepted", kz_outcome,
+                         kz_note + " Without the key log: inconclusive cert/no_chain.",
+                         ("kz2019-intercepted-quic.keylog",)))
+    entries.append(Entry("kz2019-intercepted-quic.keylog", quic.keylog.encode(),
+                         "SSLKEYLOGFILE for kz2019-intercepted-quic.pcap (handshake secrets)",
+                         "kz2019-interception", quic.sni, "QUIC v1, TLS_AES_128_GCM_SHA256",
+                         related=("kz2019-intercepted-quic.pcap",)))
 
     # -- the CAs the captures use ----------------------------------------------------------------
     entries.append(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tlswatch.quic import (
     QUIC_V1,
     QUIC_V2,
@@ -11,22 +13,43 @@ from tlswatch.quic import (
     decode_packet_number,
     decrypt_initial,
     encrypt_initial,
+    header_mask,
     initial_keys,
     initial_secrets,
+    open_packet,
+    packet_keys,
     parse_frames,
     parse_long_header,
+    seal_packet,
 )
+from tlswatch.quic.protection import retry_integrity_tag
 from tlswatch.tls import decode_client_hello
+from tlswatch.tls.decrypt import TLS_CHACHA20_POLY1305_SHA256
 
 from .vectors import (
+    CHACHA_PLAIN_HEADER,
+    CHACHA_PN,
+    CHACHA_SECRET,
+    CHACHA_V1_KEYS,
+    CHACHA_V1_MASK,
+    CHACHA_V1_PACKET,
+    CHACHA_V2_KEYS,
+    CHACHA_V2_PACKET,
     CLIENT_CRYPTO_FRAME,
     CLIENT_INITIAL_V1,
     CLIENT_INITIAL_V2,
     CLIENT_PAYLOAD,
     DCID,
+    RETRY_V1,
+    RETRY_V2,
     SERVER_INITIAL_V1,
+    SERVER_INITIAL_V2,
     SERVER_PAYLOAD,
+    V2_CLIENT_KEYS,
+    V2_CLIENT_SECRET,
     V2_PROTECTED_HEADER,
+    V2_SERVER_KEYS,
+    V2_SERVER_SECRET,
 )
 
 
@@ -111,3 +134,59 @@ def test_decode_packet_number_rfc9000_a3() -> None:
     # RFC 9000 §A.3 example: largest 0xa82f30ea, truncated 0x9b32 (16 bits) -> 0xa82f9b32.
     assert decode_packet_number(0x9B32, 2, 0xA82F30EA) == 0xA82F9B32
     assert decode_packet_number(2, 4, -1) == 2
+
+
+def test_rfc9369_a1_v2_keys() -> None:
+    client, server = initial_secrets(DCID, QUIC_V2)
+    assert (client, server) == (V2_CLIENT_SECRET, V2_SERVER_SECRET)
+    for keys, want in ((initial_keys(DCID, QUIC_V2), V2_CLIENT_KEYS),
+                       (initial_keys(DCID, QUIC_V2, server=True), V2_SERVER_KEYS)):
+        assert (keys.key.hex(), keys.iv.hex(), keys.hp.hex()) == want
+
+
+def test_rfc9369_a3_v2_server_initial() -> None:
+    h = parse_long_header(SERVER_INITIAL_V2)
+    assert h is not None and h.version == QUIC_V2 and h.packet_type is PacketType.INITIAL
+    assert h.first_byte >> 4 & 0x3 == 0b01  # v2's Initial type bits (v1: 0b00)
+    pkt = decrypt_initial(SERVER_INITIAL_V2, h, initial_keys(DCID, QUIC_V2, server=True))
+    assert pkt is not None and pkt.packet_number == 1 and pkt.payload == SERVER_PAYLOAD
+    out = encrypt_initial(initial_keys(DCID, QUIC_V2, server=True), version=QUIC_V2, dcid=b"",
+                          scid=h.scid, packet_number=1, payload=SERVER_PAYLOAD, pn_len=2)
+    assert out == SERVER_INITIAL_V2
+
+
+@pytest.mark.parametrize(("packet", "version", "type_bits"),
+                         [(RETRY_V1, QUIC_V1, 0b11), (RETRY_V2, QUIC_V2, 0b00)])
+def test_rfc9001_rfc9369_a4_retry(packet: bytes, version: int, type_bits: int) -> None:
+    h = parse_long_header(packet)
+    assert h is not None and h.packet_type is PacketType.RETRY and h.version == version
+    assert h.first_byte >> 4 & 0x3 == type_bits
+    assert h.scid.hex() == "f067a5502a4262b5" and h.token[:-16] == b"token"
+    assert retry_integrity_tag(DCID, packet[:-16], version) == packet[-16:]
+    assert retry_integrity_tag(DCID[::-1], packet[:-16], version) != packet[-16:]
+    other = QUIC_V2 if version == QUIC_V1 else QUIC_V1
+    assert retry_integrity_tag(DCID, packet[:-16], other) != packet[-16:]
+
+
+@pytest.mark.parametrize(("version", "keys_hex", "packet", "mask"), [
+    (QUIC_V1, CHACHA_V1_KEYS, CHACHA_V1_PACKET, CHACHA_V1_MASK),
+    (QUIC_V2, CHACHA_V2_KEYS, CHACHA_V2_PACKET, None),
+])
+def test_rfc9001_rfc9369_a5_chacha20_short_header(version: int, keys_hex: tuple[str, ...],
+                                                  packet: bytes, mask: bytes | None) -> None:
+    keys = packet_keys(CHACHA_SECRET, TLS_CHACHA20_POLY1305_SHA256, version)
+    assert (keys.key.hex(), keys.iv.hex(), keys.hp.hex()) == keys_hex
+    if mask is not None:
+        assert header_mask(keys, packet[5:21]) == mask  # the ChaCha20 keystream mask
+    got = open_packet(packet, 0, 1, len(packet), keys, CHACHA_PN - 1, long_header=False)
+    assert got == (CHACHA_PN, b"\x01")
+    # Sealing the RFC's plaintext header and PING gives the RFC's bytes back.
+    assert seal_packet(keys, CHACHA_PLAIN_HEADER[:1], CHACHA_PN, 3, b"\x01",
+                       long_header=False) == packet
+
+
+def test_quic_forbids_ccm8_and_unknown_suites() -> None:
+    with pytest.raises(ValueError):
+        packet_keys(CHACHA_SECRET, 0x1305)
+    with pytest.raises(KeyError):
+        packet_keys(CHACHA_SECRET, 0x009C)

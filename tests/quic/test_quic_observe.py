@@ -156,3 +156,13 @@ def test_hostile_decryptable_payloads_never_raise(client: bytes, server: bytes) 
                           scid=b"\x07" * 8, packet_number=0, payload=server)
     [obs] = analyse_quic_datagrams([up(1, client_packet(0, client)), down(2, srv)])
     assert obs.outcome.startswith("quic/")
+
+
+def test_retry_integrity_tag_is_checked() -> None:
+    from .vectors import RETRY_V1
+
+    (obs,) = analyse_quic_datagrams([up(0, CLIENT_INITIAL_V1), down(1, RETRY_V1)])
+    assert obs.outcome == "quic/retry" and obs.anomalies == []
+    forged = RETRY_V1[:-1] + bytes((RETRY_V1[-1] ^ 1,))  # e.g. injected on the path
+    (obs,) = analyse_quic_datagrams([up(0, CLIENT_INITIAL_V1), down(1, forged)])
+    assert obs.outcome == "quic/retry" and "server:retry_integrity_failed" in obs.anomalies

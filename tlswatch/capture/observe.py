@@ -393,8 +393,15 @@ class CaptureObserver:
         if not self._quic:
             return
         datagrams, self._quic = self._quic, []
-        for obs in analyse_quic_datagrams(datagrams):
+        secrets = self._key if self._have_keys() else None  # opens Handshake packets
+        for obs in analyse_quic_datagrams(datagrams, secrets=secrets):
             self.stats.quic_flows += 1
+            if obs.keylog == "decrypted":
+                self.stats.decrypted += 1
+            elif obs.keylog == "decrypt_failed":
+                self.stats.decrypt_failed += 1
+            elif obs.keylog == "no_key":
+                self.stats.no_key += 1
             self._emit(obs)
 
     # -- key logs --------------------------------------------------------------------------

@@ -179,7 +179,7 @@ def _http_from_prefix(prefix: bytes, bp: BlockpageMatch | None) -> HttpInfo | No
                     blockpage=bp.id if bp else None)
 
 
-def keylog_reason(obs: FlowObservation) -> str | None:
+def keylog_reason(obs: FlowObservation | QuicFlowObservation) -> str | None:
     """The reason that says what a key log did for a flow (None: no key log involved)."""
     state = obs.keylog
     if state is None:
@@ -303,38 +303,65 @@ QUIC_ENCRYPTED_CHAIN_REASON: Final = (
 _QUIC_VERSIONS: Final = {0x00000001: "QUICv1", 0x6B3343CF: "QUICv2"}
 
 
-def _quic_record(obs: QuicFlowObservation, *, run_id: str, file_sha256: str,
-                 vantage: Vantage | None, pseudonym: Pseudonym | None,
+def _quic_record(obs: QuicFlowObservation, judge: ChainJudge, *, run_id: str,
+                 file_sha256: str, vantage: Vantage | None, pseudonym: Pseudonym | None,
                  ) -> tuple[Record, Decision]:
-    """A QUIC flow: what its Initials show. The server answered (ServerHello, Retry, other
-    Initials): the chain is encrypted, like TLS 1.3 without keys. Otherwise a failure."""
+    """A QUIC flow: what its Initials show, and with a key log its Handshake packets.
+
+    A chain read from decrypted Handshake packets is judged like a TCP flow's (at the
+    ClientHello's time; the connection's closing after a trusted chain is the finding then).
+    Otherwise, if the server answered (ServerHello, Retry, other Initials) the chain is
+    encrypted, like TLS 1.3 without keys; if it did not, the quic/* failure is the finding.
+    """
     flow = Flow(obs.client, obs.client_port, obs.server, obs.server_port, "udp")
     if pseudonym is not None:
         flow = replace(flow, client_ip=pseudonym(flow.client_ip))
+    at = ns_to_datetime(obs.first_ts_ns)
     cls, _, detail = obs.outcome.removeprefix("quic/").partition(":")
     kind = QuicOutcome(cls) if cls in QuicOutcome.__members__.values() \
         else QuicOutcome.SERVER_RESPONSE
     answered = kind in (QuicOutcome.HANDSHAKE, QuicOutcome.RETRY, QuicOutcome.SERVER_RESPONSE)
     failure = None if answered else outcome(Stage.QUIC, kind, detail or None)
-    seen = outcome(Stage.CERT, CertOutcome.NO_CHAIN) if answered else failure
-    assert seen is not None
-    decision = classify(Seen(seen), None)
-    reasons = decision.reasons
-    if answered:
-        reasons = (QUIC_ENCRYPTED_CHAIN_REASON, f"QUIC outcome: {obs.outcome}", *reasons)
+    chain = judge.judge(obs.chain_der, host=obs.sni, at=at) if obs.chain_der else None
+    extra: tuple[str, ...] = ()
+    if chain is not None and (failure is None or not chain.trusted):
+        seen = chain.outcome
+        if failure is not None:
+            extra = (f"then the connection was closed ({failure})",)
+    elif chain is not None:
+        seen = failure or chain.outcome
+        extra = ("the connection was closed after a trusted chain was shown",)
+    elif answered:
+        seen = outcome(Stage.CERT, CertOutcome.NO_CHAIN)
+        extra = (QUIC_ENCRYPTED_CHAIN_REASON,)
+    else:
+        seen = failure or outcome(Stage.CERT, CertOutcome.NO_CHAIN)
+    chain_is_finding = chain is not None and seen == chain.outcome
+    decision = classify(Seen(
+        seen, chain.evidence if chain_is_finding and chain is not None else None,
+        chain_trusted=bool(chain is not None and chain.trusted and chain_is_finding)), None)
+    key_reason = keylog_reason(obs)
+    # The rule's reasons first, notes after (as for TCP flows: rejudge keeps the notes).
+    reasons = (*decision.reasons, *extra, f"QUIC outcome: {obs.outcome}",
+               *((key_reason,) if key_reason is not None else ()))
     version = _QUIC_VERSIONS.get(obs.versions[0]) if obs.versions else None
+    alpn = obs.server_alpn if obs.server_alpn is not None else (
+        obs.alpn[0] if obs.alpn else None)
     rec = Record(
         id=record_id(source="pcap", flow=flow, file_sha256=file_sha256,
                      first_packet_ns=obs.first_ts_ns, extra="quic"),
-        run_id=run_id, source="pcap", time=rfc3339(ns_to_datetime(obs.first_ts_ns)),
+        run_id=run_id, source="pcap", time=rfc3339(at),
         target=Target(domain=obs.sni, sni=obs.sni, ip=obs.server, port=obs.server_port),
         vantage=vantage or Vantage(), flow=flow,
-        tls=TlsInfo(version=version, alpn=obs.alpn[0] if obs.alpn else None, ja4=obs.ja4,
+        tls=TlsInfo(version=version, cipher=cipher_name(obs.cipher), alpn=alpn, ja4=obs.ja4,
                     failure=failure),
+        chain=chain.chain if chain else (),
+        validation=chain.validation if chain else (),
+        interception=chain.interception if chain else Interception(matched=False),
         verdict=decision.verdict.value, outcome=decision.outcome,
         confidence=decision.confidence, rule_id=decision.rule_id,
         rules_version=decision.rules_version, reasons=reasons,
-        anomalies=tuple(obs.anomalies),
+        anomalies=tuple(obs.anomalies) + (chain.anomalies if chain else ()),
     )
     return rec, decision
 
@@ -349,8 +376,8 @@ def capture_record(obs: Observation, judge: ChainJudge, *, run_id: str, file_sha
     so ids never hash a real client address and stay stable across runs with one key.
     """
     if isinstance(obs, QuicFlowObservation):
-        return _quic_record(obs, run_id=run_id, file_sha256=file_sha256, vantage=vantage,
-                            pseudonym=pseudonym)
+        return _quic_record(obs, judge, run_id=run_id, file_sha256=file_sha256,
+                            vantage=vantage, pseudonym=pseudonym)
     if isinstance(obs, DnsObservation):
         failure = dns_failure(obs, bogons)
         if failure is None:

@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 from typing import Final, Literal
 
-import dns.asyncquery
 import dns.exception
 import dns.flags
 import dns.message
@@ -121,6 +120,8 @@ async def _query(
     name: str, rdtype: dns.rdatatype.RdataType, ip: str, port: int, timeout: float
 ) -> tuple[str | None, tuple[str, ...], DnsFailure | None]:
     """One query -> (rcode text, answers, failure)."""
+    import dns.asyncquery  # here: it loads aioquic (~80 ms), which commands without probes skip
+
     q = dns.message.make_query(name, rdtype)
     try:
         resp = await dns.asyncquery.udp(q, ip, timeout=timeout, port=port)

@@ -1,6 +1,7 @@
-"""Sans-IO QUIC Initial analysis (RFC 9000/9001, v2 per RFC 9369): decrypt Initial packets
-with their public keys, parse frames, reassemble CRYPTO data into the ClientHello/ServerHello
-and report per-flow outcomes. Bytes in, observations out; nothing here sends packets.
+"""Sans-IO QUIC analysis (RFC 9000/9001, v2 per RFC 9369): decrypt Initial packets with
+their public keys, parse frames, reassemble CRYPTO data into the ClientHello/ServerHello and
+report per-flow outcomes; with a key log, open the Handshake packets too and read the
+server's chain. Bytes in, observations out; nothing here sends packets.
 """
 
 from .crypto_stream import DEFAULT_MAX_CRYPTO_BYTES, CryptoStream
@@ -17,6 +18,7 @@ from .frames import (
     read_varint,
     transport_error_name,
 )
+from .handshake import HandshakeSpace, encrypted_extensions_alpn
 from .initial import (
     INITIAL_SALTS,
     QUIC_V1,
@@ -27,7 +29,9 @@ from .initial import (
     PacketType,
     decode_packet_number,
     decrypt_initial,
+    decrypt_long_packet,
     encrypt_initial,
+    encrypt_long_packet,
     initial_keys,
     initial_secrets,
     parse_long_header,
@@ -41,7 +45,16 @@ from .observe import (
     OUTCOME_SERVER_RESPONSE,
     OUTCOME_VERSION_NEGOTIATION,
     QuicFlowObservation,
+    SecretLookup,
     analyse_quic_datagrams,
+)
+from .protection import (
+    PacketKeys,
+    header_mask,
+    open_packet,
+    packet_keys,
+    retry_integrity_tag,
+    seal_packet,
 )
 
 __all__ = [
@@ -62,22 +75,33 @@ __all__ = [
     "CryptoStream",
     "Frame",
     "FrameError",
+    "HandshakeSpace",
     "InitialKeys",
     "InitialPacket",
     "LongHeader",
+    "PacketKeys",
     "PacketType",
     "PaddingFrame",
     "PingFrame",
     "QuicFlowObservation",
+    "SecretLookup",
     "analyse_quic_datagrams",
     "decode_packet_number",
     "decrypt_initial",
+    "decrypt_long_packet",
     "encrypt_initial",
+    "encrypt_long_packet",
+    "encrypted_extensions_alpn",
+    "header_mask",
     "initial_keys",
     "initial_secrets",
+    "open_packet",
+    "packet_keys",
     "parse_frames",
     "parse_long_header",
     "parse_long_headers",
     "read_varint",
+    "retry_integrity_tag",
+    "seal_packet",
     "transport_error_name",
 ]

@@ -13,13 +13,19 @@ from dataclasses import dataclass
 from hashlib import sha256
 from typing import Final
 
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..tls.decrypt import hkdf_expand_label
+from ..tls.decrypt import CIPHER_SUITES, hkdf_expand_label
 from .frames import FrameError, read_varint
+from .protection import (
+    QUIC_V1,
+    QUIC_V2,
+    PacketKeys,
+    decode_packet_number,
+    open_packet,
+    packet_keys,
+    seal_packet,
+)
 
 __all__ = [
     "INITIAL_SALTS",
@@ -31,25 +37,20 @@ __all__ = [
     "PacketType",
     "decode_packet_number",
     "decrypt_initial",
+    "decrypt_long_packet",
     "encrypt_initial",
+    "encrypt_long_packet",
     "initial_keys",
     "initial_secrets",
     "parse_long_header",
     "parse_long_headers",
 ]
 
-QUIC_V1: Final = 0x00000001
-QUIC_V2: Final = 0x6B3343CF
-
 #: initial_salt per version (RFC 9001 §5.2, RFC 9369 §3.3.1).
 INITIAL_SALTS: Final[dict[int, bytes]] = {
     QUIC_V1: bytes.fromhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a"),
     QUIC_V2: bytes.fromhex("0dede3def700a6db819381be6e269dcbf9bd2ed9"),
 }
-_LABEL_PREFIX: Final[dict[int, bytes]] = {QUIC_V1: b"quic ", QUIC_V2: b"quicv2 "}
-
-_SAMPLE_LEN: Final = 16
-_TAG_LEN: Final = 16
 _MAX_CID_LEN: Final = 20  # RFC 9000 §17.2 for v1/v2
 #: Coalesced packets looked at per datagram (RFC 9000 §12.2); a datagram holds a few at most.
 MAX_COALESCED: Final = 8
@@ -70,11 +71,8 @@ _TYPES: Final[dict[int, tuple[PacketType, ...]]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class InitialKeys:
-    key: bytes
-    iv: bytes
-    hp: bytes
+#: Initial packets use AES-128-GCM keys (RFC 9001 §5.2): plain packet keys.
+InitialKeys = PacketKeys
 
 
 def initial_secrets(dcid: bytes, version: int = QUIC_V1) -> tuple[bytes, bytes]:
@@ -87,12 +85,7 @@ def initial_secrets(dcid: bytes, version: int = QUIC_V1) -> tuple[bytes, bytes]:
 
 def initial_keys(dcid: bytes, version: int = QUIC_V1, *, server: bool = False) -> InitialKeys:
     """AES-128-GCM key, IV and header-protection key for one direction's Initial packets."""
-    secret = initial_secrets(dcid, version)[1 if server else 0]
-    alg = hashes.SHA256()
-    prefix = _LABEL_PREFIX[version]
-    return InitialKeys(hkdf_expand_label(alg, secret, prefix + b"key", b"", 16),
-                       hkdf_expand_label(alg, secret, prefix + b"iv", b"", 12),
-                       hkdf_expand_label(alg, secret, prefix + b"hp", b"", 16))
+    return packet_keys(initial_secrets(dcid, version)[1 if server else 0], version=version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,82 +167,56 @@ def parse_long_headers(datagram: bytes) -> list[LongHeader]:
     return out
 
 
-def decode_packet_number(truncated: int, pn_len: int, largest: int) -> int:
-    """Full packet number from its truncated encoding (RFC 9000 Appendix A.3)."""
-    expected = largest + 1
-    win = 1 << (pn_len * 8)
-    hwin, mask = win // 2, win - 1
-    candidate = (expected & ~mask) | truncated
-    if candidate <= expected - hwin and candidate < (1 << 62) - win:
-        return candidate + win
-    if candidate > expected + hwin and candidate >= win:
-        return candidate - win
-    return candidate
-
-
 @dataclass(frozen=True, slots=True)
 class InitialPacket:
+    """A decrypted long-header packet (Initial or Handshake)."""
+
     header: LongHeader
     packet_number: int
     payload: bytes  # decrypted frames
 
 
-def _mask(hp: bytes, sample: bytes) -> bytes:
-    # One-block AES-ECB of the sample is the mask (RFC 9001 §5.4.3).
-    enc = Cipher(algorithms.AES(hp), modes.ECB()).encryptor()
-    return enc.update(sample)
-
-
-def decrypt_initial(datagram: bytes, header: LongHeader, keys: InitialKeys,
-                    largest_pn: int = -1) -> InitialPacket | None:
+def decrypt_long_packet(datagram: bytes, header: LongHeader, keys: PacketKeys,
+                        largest_pn: int = -1) -> InitialPacket | None:
     """Remove header protection and open the AEAD; None if the packet does not authenticate."""
-    pn_off, end = header.pn_offset, header.end
-    if pn_off < 0 or pn_off + 4 + _SAMPLE_LEN > end or end > len(datagram):
+    if header.pn_offset < 0:
         return None
-    mask = _mask(keys.hp, datagram[pn_off + 4 : pn_off + 4 + _SAMPLE_LEN])
-    first = datagram[header.start] ^ (mask[0] & 0x0F)
-    pn_len = (first & 0x03) + 1
-    truncated = int.from_bytes(
-        bytes(b ^ m for b, m in zip(datagram[pn_off : pn_off + pn_len], mask[1:], strict=False)),
-        "big")
-    aad = (bytes((first,)) + datagram[header.start + 1 : pn_off]
-           + truncated.to_bytes(pn_len, "big"))
-    pn = decode_packet_number(truncated, pn_len, largest_pn)
-    nonce = (int.from_bytes(keys.iv, "big") ^ pn).to_bytes(len(keys.iv), "big")
-    ciphertext = datagram[pn_off + pn_len : end]
-    if len(ciphertext) < _TAG_LEN:
-        return None
-    try:
-        payload = AESGCM(keys.key).decrypt(nonce, ciphertext, aad)
-    except InvalidTag:
-        return None
-    return InitialPacket(header, pn, payload)
+    got = open_packet(datagram, header.start, header.pn_offset, header.end, keys, largest_pn)
+    return None if got is None else InitialPacket(header, got[0], got[1])
 
 
-def encrypt_initial(keys: InitialKeys, *, version: int, dcid: bytes, scid: bytes,
-                    packet_number: int, payload: bytes, token: bytes = b"",
-                    pn_len: int = 4) -> bytes:
-    """A protected Initial packet (for tests and fixtures; tlswatch never sends).
+#: Initial packets are opened like any other long-header packet.
+decrypt_initial = decrypt_long_packet
 
-    The payload is padded with PADDING so the header-protection sample exists.
+
+def encrypt_long_packet(keys: PacketKeys, *, version: int, packet_type: PacketType,
+                        dcid: bytes, scid: bytes, packet_number: int, payload: bytes,
+                        token: bytes = b"", pn_len: int = 4) -> bytes:
+    """A protected Initial, 0-RTT or Handshake packet (for tests and fixtures; tlswatch
+    never sends). The payload is padded with PADDING so the header-protection sample exists.
     """
     if not 1 <= pn_len <= 4:
         raise ValueError("pn_len must be 1..4")
+    if packet_type not in (PacketType.INITIAL, PacketType.ZERO_RTT, PacketType.HANDSHAKE):
+        raise ValueError(f"not a protected long-header packet type: {packet_type}")
     payload = payload + bytes(max(0, 4 - pn_len - len(payload)))
-    type_bits = _TYPES[version].index(PacketType.INITIAL)
+    type_bits = _TYPES[version].index(packet_type)
     first = 0xC0 | (type_bits << 4) | (pn_len - 1)
-    length = pn_len + len(payload) + _TAG_LEN
+    length = pn_len + len(payload) + CIPHER_SUITES[keys.cipher_suite].tag_length
     header = (bytes((first,)) + version.to_bytes(4, "big") + bytes((len(dcid),)) + dcid
-              + bytes((len(scid),)) + scid + _varint(len(token)) + token
+              + bytes((len(scid),)) + scid
+              + (_varint(len(token)) + token if packet_type is PacketType.INITIAL else b"")
               + (0x4000 | length).to_bytes(2, "big"))
-    pn_bytes = (packet_number & ((1 << (8 * pn_len)) - 1)).to_bytes(pn_len, "big")
-    nonce = (int.from_bytes(keys.iv, "big") ^ packet_number).to_bytes(len(keys.iv), "big")
-    sealed = AESGCM(keys.key).encrypt(nonce, payload, header + pn_bytes)
-    sample = sealed[4 - pn_len : 4 - pn_len + _SAMPLE_LEN]
-    mask = _mask(keys.hp, sample)
-    prot_first = bytes((first ^ (mask[0] & 0x0F),))
-    prot_pn = bytes(b ^ m for b, m in zip(pn_bytes, mask[1:], strict=False))
-    return prot_first + header[1:] + prot_pn + sealed
+    return seal_packet(keys, header, packet_number, pn_len, payload)
+
+
+def encrypt_initial(keys: PacketKeys, *, version: int, dcid: bytes, scid: bytes,
+                    packet_number: int, payload: bytes, token: bytes = b"",
+                    pn_len: int = 4) -> bytes:
+    """A protected Initial packet (for tests and fixtures; tlswatch never sends)."""
+    return encrypt_long_packet(keys, version=version, packet_type=PacketType.INITIAL,
+                               dcid=dcid, scid=scid, packet_number=packet_number,
+                               payload=payload, token=token, pn_len=pn_len)
 
 
 def _varint(v: int) -> bytes:

@@ -4,12 +4,17 @@ what, if anything, the server answered.
 Standalone and sans-IO: give it (ts_ns, src, sport, dst, dport, payload) tuples in capture
 order. A flow starts only at a datagram whose first packet is a client Initial that
 authenticates with keys from its own DCID, so DNS and other UDP never make flows.
+
+With a key log (``secrets``: a lookup of a ClientHello random and an NSS key log label),
+the Handshake packets are opened too (:mod:`tlswatch.quic.handshake`) and the observation
+carries the server's chain, its selected ALPN and what the key log did (``keylog``, the
+TCP vocabulary: ``decrypted``, ``decrypt_failed``, ``no_key``, ``incomplete`` ...).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -18,6 +23,7 @@ from ..tls.handshake import HandshakeMessage, HandshakeType, OversizedMessage
 from ..tls.hello import DecodeError, decode_client_hello, decode_server_hello
 from .crypto_stream import DEFAULT_MAX_CRYPTO_BYTES, CryptoStream
 from .frames import ConnectionCloseFrame, CryptoFrame, parse_frames
+from .handshake import HandshakeSpace
 from .initial import (
     INITIAL_SALTS,
     InitialKeys,
@@ -27,6 +33,7 @@ from .initial import (
     initial_keys,
     parse_long_headers,
 )
+from .protection import retry_integrity_tag
 
 __all__ = [
     "OUTCOME_CONNECTION_CLOSE",
@@ -38,6 +45,7 @@ __all__ = [
     "Address",
     "Datagram",
     "QuicFlowObservation",
+    "SecretLookup",
     "analyse_quic_datagrams",
 ]
 
@@ -57,6 +65,8 @@ MAX_DATAGRAMS_PER_SIDE: Final = 32
 
 Address = bytes | str  # packed (4 or 16 bytes) or text
 Datagram = tuple[int, Address, int, Address, int, bytes]
+#: (ClientHello random, key log label) -> secret or None, e.g. ``KeyLog.get``.
+SecretLookup = Callable[[bytes, str], bytes | None]
 
 
 @dataclass(slots=True)
@@ -81,6 +91,14 @@ class QuicFlowObservation:
     server_datagrams: int = 0
     undecryptable: int = 0  # Initial packets that did not authenticate
     anomalies: list[str] = field(default_factory=list)
+    cipher: int | None = None  # the ServerHello's cipher suite
+    server_handshake_packets: int = 0  # server Handshake packets seen (opened or not)
+    # With a key log (see the module doc); chain_der is leaf first, as presented.
+    server_alpn: str | None = None
+    chain_der: tuple[bytes, ...] = ()
+    keylog: str | None = None
+    keylog_detail: str = ""
+    handshake_complete: bool = False  # a Finished was decrypted (the client's when known)
 
 
 def _addr(a: Address) -> str:
@@ -98,11 +116,18 @@ def _anomaly(obs: QuicFlowObservation, text: str) -> None:
 
 
 class _Flow:
-    __slots__ = ("client_stream", "close", "keys", "largest", "obs", "retry", "server_hello",
-                 "server_stream", "vn")
+    __slots__ = ("client_random", "client_stream", "close", "keys", "largest",
+                 "obs", "packet_version", "retry", "secrets", "server_hello", "server_stream",
+                 "spaces", "vn")
 
-    def __init__(self, obs: QuicFlowObservation, max_crypto: int) -> None:
+    def __init__(self, obs: QuicFlowObservation, max_crypto: int,
+                 secrets: SecretLookup | None = None) -> None:
         self.obs = obs
+        self.secrets = secrets
+        self.client_random: bytes | None = None
+        self.packet_version = 0  # version of the packet being read
+        self.spaces = {False: HandshakeSpace(False, max_crypto),
+                       True: HandshakeSpace(True, max_crypto)}
         self.keys: dict[tuple[bytes, int, bool], InitialKeys] = {}
         self.client_stream = CryptoStream(max_crypto)
         self.server_stream = CryptoStream(max_crypto)
@@ -158,9 +183,22 @@ def _feed(flow: _Flow, payload: bytes, server: bool, preset: tuple[LongHeader, b
         if h.packet_type is PacketType.RETRY:
             if server:
                 flow.retry = True
+                # Only the server that saw the client's Initial can make this tag: a Retry
+                # that fails it was forged or damaged on the path (RFC 9001 §5.8).
+                if h.end - h.start < 16 + 7 or retry_integrity_tag(
+                        odcid, payload[h.start : h.end - 16], h.version) != payload[
+                        h.end - 16 : h.end]:
+                    _anomaly(obs, "server:retry_integrity_failed")
+            continue
+        if h.packet_type is PacketType.HANDSHAKE:
+            if server:
+                obs.server_handshake_packets += 1
+            if flow.secrets is not None:
+                flow.spaces[server].add_packet(payload, h)
             continue
         if h.packet_type is not PacketType.INITIAL:
             continue
+        flow.packet_version = h.version
         if preset is not None and h is headers[0]:
             plaintext = preset[1]
         else:
@@ -207,14 +245,63 @@ def _message(flow: _Flow, msg: HandshakeMessage | OversizedMessage, server: bool
             obs.alpn = tuple(p.decode("ascii", "backslashreplace")
                              for p in hello.alpn_protocols)
             obs.ja4 = ja4(hello, protocol="q")
+            flow.client_random = hello.random
         elif server and msg.msg_type == HandshakeType.SERVER_HELLO:
-            decode_server_hello(msg.body)
+            sh = decode_server_hello(msg.body)
             flow.server_hello = True
+            if not sh.is_hrr and obs.cipher is None:
+                obs.cipher = sh.cipher_suite
+                _arm(flow)
     except (DecodeError, ValueError):
         _anomaly(obs, f"undecodable_{'server' if server else 'client'}_hello")
 
 
+def _arm(flow: _Flow) -> None:
+    """After the ServerHello: derive both directions' Handshake keys from the key log."""
+    cipher, random = flow.obs.cipher, flow.client_random
+    if flow.secrets is None or cipher is None or random is None:
+        return
+    for server, space in flow.spaces.items():
+        label = f"{'SERVER' if server else 'CLIENT'}_HANDSHAKE_TRAFFIC_SECRET"
+        secret = flow.secrets(random, label)
+        if secret is None:
+            space.state = "no_key"
+        else:
+            space.set_secret(secret, cipher, flow.packet_version)
+
+
+def _keylog_result(flow: _Flow) -> None:
+    """Copy what the Handshake spaces revealed into the observation."""
+    obs = flow.obs
+    srv, cli = flow.spaces[True], flow.spaces[False]
+    if flow.secrets is None:
+        return
+    if srv.state is None:
+        if obs.server_handshake_packets:
+            obs.keylog = "incomplete"
+            obs.keylog_detail = (f"no ServerHello in the capture: {srv.waiting} server "
+                                 "Handshake packet(s) could not be opened")
+        return
+    obs.keylog, obs.keylog_detail = srv.state, srv.detail
+    obs.chain_der = srv.chain or ()
+    obs.server_alpn = srv.alpn
+    obs.handshake_complete = cli.finished or (srv.finished and cli.state == "no_key")
+    if srv.compressed_certificate and not obs.chain_der:
+        _anomaly(obs, "server:compressed_certificate")
+        obs.keylog_detail = ("the server sent a compressed certificate (RFC 8879), "
+                             "which is not decoded")
+    for space in (srv, cli):
+        if space.frame_error is not None:
+            _anomaly(obs, f"{space.side}:handshake:{space.frame_error}")
+        if space.state == "decrypt_failed" and space is cli and srv.opened:
+            _anomaly(obs, "client:handshake_decrypt_failed")
+    if cli.close is not None:
+        _anomaly(obs, f"client_close:{cli.close.error_name}")
+
+
 def _outcome(flow: _Flow) -> str:
+    if flow.close is None:
+        flow.close = flow.spaces[True].close
     if flow.close is not None:
         return f"{OUTCOME_CONNECTION_CLOSE}:{flow.close.error_name}"
     if flow.server_hello:
@@ -231,10 +318,12 @@ def _outcome(flow: _Flow) -> str:
 def analyse_quic_datagrams(datagrams: Iterable[Datagram], *,
                            max_flows: int = DEFAULT_MAX_FLOWS,
                            max_crypto_bytes: int = DEFAULT_MAX_CRYPTO_BYTES,
+                           secrets: SecretLookup | None = None,
                            ) -> list[QuicFlowObservation]:
     """One observation per QUIC flow (4-tuple), in order of each flow's first packet.
 
-    Never raises on payload contents. Flows beyond ``max_flows`` are ignored.
+    ``secrets`` (e.g. ``KeyLog.get``) opens the Handshake packets. Never raises on payload
+    contents. Flows beyond ``max_flows`` are ignored.
     """
     flows: dict[tuple[str, int, str, int], _Flow] = {}
     for ts, src, sport, dst, dport, payload in datagrams:
@@ -253,7 +342,7 @@ def analyse_quic_datagrams(datagrams: Iterable[Datagram], *,
             if preset is None:
                 continue
             obs = QuicFlowObservation(s, sport, d, dport, ts, ts, preset[0].dcid.hex())
-            flow = flows[(s, sport, d, dport)] = _Flow(obs, max_crypto_bytes)
+            flow = flows[(s, sport, d, dport)] = _Flow(obs, max_crypto_bytes, secrets)
         obs = flow.obs
         obs.last_ts_ns = max(obs.last_ts_ns, ts)
         if server:
@@ -267,6 +356,7 @@ def analyse_quic_datagrams(datagrams: Iterable[Datagram], *,
         _feed(flow, payload, server, preset)
     out = []
     for flow in flows.values():
+        _keylog_result(flow)
         flow.obs.outcome = _outcome(flow)
         if flow.close is not None:
             flow.obs.close_error_code = flow.close.error_code
