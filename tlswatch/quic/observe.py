@@ -165,9 +165,7 @@ def _feed(flow: _Flow, payload: bytes, server: bool, preset: tuple[LongHeader, b
           ) -> None:
     obs = flow.obs
     headers = parse_long_headers(payload)
-    if not headers:
-        if server and payload and not payload[0] & 0x80:
-            _anomaly(obs, "server_short_header")  # 1-RTT data: the handshake went on
+    if not headers:  # a short header: 1-RTT data, normal once the handshake went on
         return
     odcid = bytes.fromhex(obs.dcid)
     for h in headers:
