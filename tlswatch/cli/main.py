@@ -28,6 +28,7 @@ def _register() -> None:
     from tlswatch.cli.probe import probe
     from tlswatch.cli.rejudge import rejudge
     from tlswatch.cli.report import report
+    from tlswatch.cli.trace import trace
     from tlswatch.cli.verify import verify
     from tlswatch.cli.watch import watch
 
@@ -42,6 +43,7 @@ def _register() -> None:
     cli.add_command(rejudge)
     cli.add_command(watch)
     cli.add_command(fingerprints)
+    cli.add_command(trace)
 
 
 _register()
