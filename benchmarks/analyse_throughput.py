@@ -231,12 +231,15 @@ def main() -> None:
             rss_ours.append(rss)
             r_dt, r_cpu, r_rss, _ = _run([sys.executable, __file__, READ_FLAG, str(path)])
             verdicts: Counter[str] = Counter()
-            handshakes = 0
+            outcomes: Counter[str] = Counter()
+            handshakes = chains = 0
             with open(out) as f:
                 for line in f:
                     rec = json.loads(line)
                     if "verdict" in rec:
                         verdicts[rec["verdict"]] += 1
+                        outcomes[f"{rec['verdict']} {rec['outcome'].split(':')[0]}"] += 1
+                        chains += bool(rec.get("chain"))
                     elif rec.get("kind") == "input":
                         handshakes += rec["handshakes"]
             print(f"\nfile {i + 1}: {info['packets']:,} packets, {nbytes / 1e6:,.1f} MB, "
@@ -245,6 +248,10 @@ def main() -> None:
             summary = ", ".join(f"{v} {n}" for v, n in sorted(verdicts.items()))
             print(_line("tlswatch analyse (judged, written)", dt, cpu, nbytes, rss))
             print(f"    {handshakes:,} TLS handshakes judged; records by verdict: {summary}")
+            # The blocking templates have no control measurement: their tls/* and dns/*
+            # failures are `anomaly` by the verdict table (DESIGN.md §4), as expected.
+            print(f"    ({chains:,} with a chain) by verdict and outcome: " + ", ".join(
+                f"{k} {n}" for k, n in sorted(outcomes.items())))
             print(_line("(tlswatch read_flows alone)", r_dt, r_cpu, nbytes, r_rss))
             if tshark is None:
                 print("  tshark: not installed (apt-get install tshark): comparison skipped")

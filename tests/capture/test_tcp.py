@@ -386,9 +386,20 @@ def test_non_tls_answer_to_a_client_hello_is_kept() -> None:
 
 
 def test_server_first_protocol_is_not_followed() -> None:
+    c = Conv(server=("10.0.0.2", 22))
+    banner = b"SSH-2.0-OpenSSH_9.6\r\n"
+    frames = c.handshake() + c.send(1, banner) + c.send(0, b"SSH-2.0-client\r\n")
+    ev, _ = run(frames, detect=True)
+    assert stream(ev, Side.CLIENT) == b"" and stream(ev, Side.SERVER) == banner
+
+
+def test_starttls_greeting_keeps_the_flow_delivering() -> None:
     c = Conv(server=("10.0.0.2", 25))
     frames = c.handshake() + c.send(1, b"220 mail ESMTP\r\n") + c.send(0, b"EHLO x\r\n")
-    ev, _ = run(frames, detect=True)
+    ev, _ = run(frames, detect=True)  # (a STARTTLS may follow: tlswatch.capture.starttls)
+    assert stream(ev, Side.CLIENT) == b"EHLO x\r\n"
+    assert stream(ev, Side.SERVER) == b"220 mail ESMTP\r\n"
+    ev, _ = run(frames, FlowConfig(follow_starttls=False), detect=True)
     assert stream(ev, Side.CLIENT) == b"" and stream(ev, Side.SERVER) == b"220 mail ESMTP\r\n"
 
 

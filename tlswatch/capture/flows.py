@@ -10,7 +10,10 @@
 
 Each side's first bytes go through :func:`tlswatch.tls.looks_like_tls`, whatever the ports.
 With ``FlowConfig.tls_only`` (the default) a flow whose client speaks something else (or whose
-server speaks first) stops delivering data; its bookkeeping events still come.
+server speaks first) stops delivering data; its bookkeeping events still come. A server that
+greets like SMTP, FTP, IMAP or POP3 is the exception (``FlowConfig.follow_starttls``): its
+flow goes on delivering, so a consumer can follow a STARTTLS upgrade
+(:mod:`tlswatch.capture.starttls`) and ``skip()`` the flow when it is done with it.
 """
 
 from __future__ import annotations
@@ -89,6 +92,7 @@ class FlowReader:
         engine = self.engine
         events = engine.events
         feed = engine.feed
+        bulk = engine.feed_bulk_frame
         anomalies = self._capture.anomalies
         on_datagram = self._on_datagram
         packets = nbytes = tcp = udp = 0
@@ -96,6 +100,15 @@ class FlowReader:
             for ts, linktype, caplen, _origlen, data in self._capture:
                 packets += 1
                 nbytes += caplen
+                if linktype == 1 and bulk(ts, data):
+                    # (a packet of a flow that no longer delivers data: booked, not decoded)
+                    tcp += 1
+                    if events:  # (a sweep may have ended flows)
+                        self.packets, self.bytes, self.tcp_packets, self.udp_packets = (
+                            packets, nbytes, tcp, udp)
+                        yield from events
+                        events.clear()
+                    continue
                 p = decode_tuple(linktype, data, anomalies)
                 if p is not None:
                     if p[2] == IPPROTO_TCP:

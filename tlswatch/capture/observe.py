@@ -75,12 +75,14 @@ from ..tls import (
 )
 from ..tls.decrypt import DEFAULT_MAX_HANDSHAKE_BYTES, DecryptState, HandshakeDecryptor
 from ..tls.keylog import KeyLog
+from .dns_answer import MALFORMED, DnsAnswer, parse_answer
 from .events import Data, Detected, Fin, FlowEnd, FlowKey, FlowStart, Gap, Rst, Secrets, Side
 from .events import SideSummary as _Summary
 from .flows import FlowReader, read_flows
 from .layers import PacketTuple, ip_to_str
 from .pcapng import SECRETS_TLS_KEYLOG
 from .rst_evidence import rst_info
+from .starttls import StartTlsTracker, greeting_protocol
 from .tcp import FlowConfig
 
 __all__ = [
@@ -170,6 +172,7 @@ class FlowObservation:
     handshake_ms: float | None = None
     rst: RstInfo | None = None
     anomalies: tuple[str, ...] = ()
+    starttls: str | None = None  # the flow was upgraded (or asked to be) with STARTTLS: how
 
     @property
     def flow(self) -> Flow:
@@ -215,6 +218,8 @@ class ObserveStats:
     no_key: int = 0  # TLS 1.3 handshakes without secrets in the key logs (when some were given)
     tls12_keys: int = 0  # TLS <= 1.2 handshakes whose CLIENT_RANDOM was in a key log
     quic_flows: int = 0  # QUIC flows whose client Initial decrypted (one observation each)
+    starttls: int = 0  # flows upgraded with STARTTLS (their handshakes count as any other)
+    starttls_failed: int = 0  # STARTTLS refused, or reset/closed/unanswered after the command
 
 
 class _Flow:
@@ -223,7 +228,8 @@ class _Flow:
     __slots__ = (
         "cert", "client_abort_ns", "client_alert", "client_bytes", "conn", "dead", "dec",
         "done_ns", "fail_ns", "failure", "first_ns", "gap_notes", "hello_ns", "key", "key_note",
-        "prefix", "raw", "rst", "rsts", "server_bytes", "server_gap", "sh_ns", "warning_alert",
+        "prefix", "raw", "rst", "rsts", "server_bytes", "server_gap", "sh_ns", "starttls",
+        "warning_alert",
     )
 
     def __init__(self, key: FlowKey, first_ns: int) -> None:
@@ -251,6 +257,7 @@ class _Flow:
         self.raw: bytearray | None = None
         self.dec: HandshakeDecryptor | None = None
         self.key_note: str | None = None  # a KEYLOG_STATES value when no decryptor ran
+        self.starttls: str | None = None  # the STARTTLS protocol that led to the handshake
 
     def fail(self, failure: str, ts: int) -> None:
         """The first server-side failure wins, unless the client had already given up."""
@@ -312,6 +319,7 @@ class CaptureObserver:
         self._starts: dict[int, int] = {}  # flow id -> first packet ns (flows without state)
         self._rsts: dict[int, Rst] = {}  # first server RST of flows without state
         self._done: set[int] = set()  # flows observed at their handshake's end, still open
+        self._plain: dict[int, StartTlsTracker] = {}  # flows in a STARTTLS dialogue
         self._queries: OrderedDict[tuple[str, int, str, int], int] = OrderedDict()
         # answered queries -> (first answer's time, query's time): a second answer is news
         self._answered: OrderedDict[tuple[str, int, str, int], tuple[int, int]] = OrderedDict()
@@ -357,6 +365,8 @@ class CaptureObserver:
                 # (events of a side queued before it was skipped may still come)
                 if st is not None and not st.dead & (1 << ev.side):
                     self._data(ev.flow_id, st, ev)
+                elif st is None:
+                    self._plaintext(ev)
             elif cls is FlowStart:
                 ev = cast(FlowStart, ev)
                 starts[ev.flow_id] = ev.ts_ns
@@ -525,6 +535,8 @@ class CaptureObserver:
         if ev.side == Side.CLIENT:
             if st is not None and st.client_abort_ns is None and st.done_ns is None:
                 st.client_abort_ns = ev.ts_ns
+            elif st is None:
+                self._client_closed_plaintext(ev.flow_id, ev.ts_ns)
             return
         if st is None:
             self._rsts.setdefault(ev.flow_id, ev)
@@ -538,6 +550,8 @@ class CaptureObserver:
     def _fin(self, ev: Fin) -> None:
         st = self._flows.get(ev.flow_id)
         if st is None:
+            if ev.side == Side.CLIENT:
+                self._client_closed_plaintext(ev.flow_id, ev.ts_ns)
             return
         if ev.side == Side.CLIENT:
             st.conn.eof_client()
@@ -559,6 +573,9 @@ class CaptureObserver:
         self._skip(ev.flow_id, st, ev.side)
 
     def _end(self, ev: FlowEnd) -> None:
+        plain = self._plain.pop(ev.flow_id, None)
+        if plain is not None and plain.waiting:
+            self._starttls_unanswered(ev, plain)
         st = self._flows.pop(ev.flow_id, None)
         if st is None:
             first = self._starts.pop(ev.flow_id, None)
@@ -684,6 +701,7 @@ class CaptureObserver:
             non_tls_prefix=st.prefix if failure == "tls/not_tls" else b"",
             client_bytes=st.client_bytes, server_bytes=st.server_bytes,
             handshake_ms=_ms(st.hello_ns, decisive), rst=rst_seen, anomalies=tuple(notes),
+            starttls=st.starttls,
         ))
 
     def _keylog_state(self, st: _Flow, tls13: bool) -> tuple[str | None, str]:
@@ -717,6 +735,90 @@ class CaptureObserver:
         return since is not None and not reader.partial \
             and reader.last_ts_ns - since >= WAIT_AT_END_NS
 
+    # -- STARTTLS --------------------------------------------------------------------------
+
+    def _plaintext(self, ev: Data) -> None:
+        """Data of a flow that did not open with TLS: a STARTTLS dialogue is followed (the
+        flow table delivers such flows only after a greeting of a STARTTLS protocol)."""
+        fid = ev.flow_id
+        tr = self._plain.get(fid)
+        if tr is None:
+            family = greeting_protocol(ev.data) if ev.side == Side.SERVER and ev.offset == 0 \
+                else None
+            if family is None or fid in self._done:
+                return
+            tr = self._plain[fid] = StartTlsTracker(family)
+        tr.feed(ev.side == Side.SERVER, ev.offset, ev.data, ev.ts_ns)
+        if not tr.done:
+            return
+        del self._plain[fid]
+        if tr.upgraded and tr.client_tls_offset is not None \
+                and tr.server_tls_offset is not None:
+            self.stats.tls_flows += 1
+            self.stats.starttls += 1
+            st = self._flows[fid] = _Flow(ev.key, self._starts.pop(fid, ev.ts_ns))
+            st.starttls = tr.protocol
+            if self._have_keys():
+                st.raw = bytearray()
+            if tr.early_client:  # (a client that did not wait for the go-ahead)
+                self._data(fid, st, Data(fid, ev.key, Side.CLIENT, ev.ts_ns,
+                                         tr.client_tls_offset, bytes(tr.early_client)))
+            rest = ev.data[tr.server_tls_offset - ev.offset:]
+            if rest and fid in self._flows and not st.dead & (1 << Side.SERVER):
+                self._data(fid, st, ev._replace(offset=tr.server_tls_offset, data=rest))
+            return
+        self.reader.skip(fid)
+        if tr.refusal is not None:  # the server said no: that is the finding
+            self._done.add(fid)
+            self._starttls_failure(fid, ev.key, tr, "tls/failed:starttls_refused", tr.reply_ns,
+                                   [f"the server refused STARTTLS ({tr.protocol}): "
+                                    f"{tr.refusal}"])
+
+    def _client_closed_plaintext(self, fid: int, ts: int) -> None:
+        """The client's FIN/RST during a STARTTLS dialogue: after its command, it gave up."""
+        tr = self._plain.get(fid)
+        if tr is not None and tr.waiting and tr.client_gave_up_ns is None:
+            tr.client_gave_up_ns = ts
+
+    def _starttls_unanswered(self, ev: FlowEnd, tr: StartTlsTracker) -> None:
+        """The flow ended after the client's STARTTLS command, before the server's reply."""
+        self._done.add(ev.flow_id)
+        rst = self._rsts.get(ev.flow_id)
+        info = None
+        what = f"the client's STARTTLS command ({tr.protocol})"
+        gave_up = tr.client_gave_up_ns
+        if gave_up is not None and (rst is None or gave_up <= rst.ts_ns):
+            failure, when = "tls/timeout", None
+            note = f"no answer to {what}: the client gave up {_ms(tr.command_ns, gave_up)} ms later"
+        elif rst is not None and ev.server.rst:
+            failure, when = "tls/reset", rst.ts_ns
+            info = rst_info(rst, ev.server.rst, ev.server.packets_after_rst)
+            note = f"the connection was reset right after {what}"
+        elif ev.server.fin:
+            failure, when = "tls/eof", ev.ts_ns
+            note = f"the server closed the connection after {what}"
+        elif ev.reason == "idle" or self._waited(tr.command_ns):
+            failure, when = "tls/timeout", None
+            note = f"no answer to {what}"
+        else:
+            self.stats.cut_by_end += 1  # the capture ended too soon after the command
+            return
+        self._starttls_failure(ev.flow_id, ev.key, tr, failure, when, [note, *_summary_notes(
+            ev.server, ev.client)], rst=info, client_bytes=ev.client.stream_bytes,
+            server_bytes=ev.server.stream_bytes)
+
+    def _starttls_failure(self, fid: int, key: FlowKey, tr: StartTlsTracker, failure: str,
+                          when: int | None, notes: list[str], *, rst: RstInfo | None = None,
+                          client_bytes: int = 0, server_bytes: int = 0) -> None:
+        """The observation of a STARTTLS that led to no TLS (its time: the command's)."""
+        self.stats.starttls_failed += 1
+        t = tr.command_ns if tr.command_ns is not None else (when or 0)
+        self._emit(FlowObservation(
+            key=key, first_packet_ns=self._starts.get(fid, t), time_ns=t,
+            failure=failure, dns_name=self._names.get(key.server_ip),
+            handshake_ms=_ms(tr.command_ns, when), rst=rst, anomalies=tuple(notes),
+            client_bytes=client_bytes, server_bytes=server_bytes, starttls=tr.protocol))
+
     # -- DNS -------------------------------------------------------------------------------
 
     def _datagram(self, ts: int, p: PacketTuple) -> None:
@@ -742,26 +844,15 @@ class CaptureObserver:
             return
         if sport != _DNS_PORT or _question_type(wire) not in _ADDRESS_TYPES:
             return
-        # dnspython is imported on the first answer: captures without DNS never pay for it.
-        import dns.exception
-        import dns.message
-        import dns.rcode
-        import dns.rdatatype
-
-        try:
-            msg = dns.message.from_wire(wire)
-        except (dns.exception.DNSException, ValueError, IndexError, UnicodeError):
+        parsed = parse_answer(wire)
+        if parsed == MALFORMED:
             # Hostile or cut bytes are data (a counted anomaly), never an exception.
             self.own_anomalies["dns_malformed"] += 1
             return
-        if not msg.question:
+        if not isinstance(parsed, DnsAnswer):
             return
         src, dst = ip_to_str(p[0]), ip_to_str(p[1])
-        question = msg.question[0]
-        qtype = question.rdtype
-        if qtype not in (dns.rdatatype.A, dns.rdatatype.AAAA):
-            return
-        key = (dst, dport, src, msg.id)
+        key = (dst, dport, src, wire[0] << 8 | wire[1])
         notes: list[str] = []
         sent = self._queries.pop(key, None)
         earlier = self._answered.get(key)
@@ -776,9 +867,7 @@ class CaptureObserver:
         self._answered[key] = (ts, sent)
         if len(self._answered) > _MAX_PENDING_QUERIES:
             self._answered.popitem(last=False)
-        qname = question.name.to_text(omit_final_dot=True) or "."
-        answers = tuple(r.to_text() for rrset in msg.answer if rrset.rdtype == qtype
-                        for r in rrset)
+        qname, answers = parsed.qname, parsed.answers
         names = self._names
         for a in answers:
             names[a] = qname
@@ -788,8 +877,7 @@ class CaptureObserver:
         self.stats.dns_answers += 1
         self._emit(DnsObservation(
             flow=Flow(dst, dport, src, sport, "udp"), first_packet_ns=sent, time_ns=ts,
-            qname=qname, qtype=dns.rdatatype.to_text(qtype),
-            rcode=dns.rcode.to_text(msg.rcode()), answers=answers,
+            qname=qname, qtype=parsed.qtype, rcode=parsed.rcode, answers=answers,
             dns_ms=_ms(sent, ts) if sent != ts else None, anomalies=tuple(notes)))
 
 

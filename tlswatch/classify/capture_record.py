@@ -74,6 +74,7 @@ __all__ = [
     "ENCRYPTED_CHAIN_REASON",
     "KEYLOG_FAILED_REASON",
     "NO_KEY_REASON",
+    "STARTTLS_REASON",
     "capture_record",
     "cipher_name",
     "dns_failure",
@@ -179,6 +180,10 @@ def _http_from_prefix(prefix: bytes, bp: BlockpageMatch | None) -> HttpInfo | No
                     blockpage=bp.id if bp else None)
 
 
+#: Reason on the record of a flow that asked for TLS in a plaintext dialogue first.
+STARTTLS_REASON: Final = "the flow asked for TLS with STARTTLS after a plaintext dialogue"
+
+
 def keylog_reason(obs: FlowObservation | QuicFlowObservation) -> str | None:
     """The reason that says what a key log did for a flow (None: no key log involved)."""
     state = obs.keylog
@@ -238,6 +243,8 @@ def _flow_record(obs: FlowObservation, judge: ChainJudge, *, run_id: str, file_s
     key_reason = keylog_reason(obs)
     if key_reason is not None:
         extra += (key_reason,)
+    if obs.starttls is not None:
+        extra += (f"{STARTTLS_REASON} ({obs.starttls})",)
     chain_is_finding = chain is not None and out == chain.outcome
     server_side = bp is not None and bp.kind != "blockpage"
     decision = classify(Seen(
