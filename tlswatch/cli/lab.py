@@ -1,4 +1,5 @@
-"""``tlswatch lab``: the emulated censoring network on this machine (loopback only)."""
+"""``tlswatch lab``: the emulated censoring network on this machine (loopback, or network
+namespaces with ``lab up --mode netns``)."""
 
 from __future__ import annotations
 
@@ -53,26 +54,61 @@ def common_options(f: Any) -> Any:
 @click.group()
 def lab() -> None:
     """An emulated censoring network on 127.0.0.0/8: origins, a 2019-style interceptor,
-    sslsplit, DNS tampering, blockers and hostile servers, with a control path."""
+    sslsplit, DNS tampering, blockers and hostile servers, with a control path.
+    ``lab up --mode netns`` builds one in network namespaces instead (root only)."""
 
 
 @lab.command("up")
+@click.option("--mode", type=click.Choice(["loopback", "netns"]), default="loopback",
+              show_default=True,
+              help="loopback: every service on 127.77.0.0/16 in this process. netns: client, "
+                   "routers, middlebox and server namespaces joined by veth pairs "
+                   "(198.18.0.0/15), packets cross real hops; needs root, ip, iptables, "
+                   "ethtool (docs/lab-netns.md).")
+@click.option("--hops-before", type=click.IntRange(0, 12), default=2, show_default=True,
+              help="netns: routers between the client and the middlebox.")
+@click.option("--hops-after", type=click.IntRange(0, 12), default=1, show_default=True,
+              help="netns: routers between the middlebox and the server.")
 @common_options
-def up(config: Path | None, targets: Path | None, port: int | None, seed: int | None,
-       now_text: str | None) -> None:
+def up(mode: str, hops_before: int, hops_after: int, config: Path | None,
+       targets: Path | None, port: int | None, seed: int | None, now_text: str | None) -> None:
     """Run the lab in the foreground; print its JSON description; stop on Ctrl-C.
 
     The description gives every address: the censored resolver, the control resolver (the
     path without the middlebox), each domain's origin and middlebox address, the store file
     that trusts the lab's "public" CA, blockers and hostile servers.
+
+    With --mode netns it gives the namespaces, the hops (the address each answers ICMP
+    from), the middlebox and server hop numbers, the resolver (also the client namespace's
+    resolv.conf), each domain's origin address and treatment (intercept, pass, reset, alert)
+    and the store file. Everything is torn down on exit, Ctrl-C, SIGTERM or a SIGKILL.
     """
-    cfg = lab_config_from_options(config, targets, port, seed,
-                                  parse_time(now_text) if now_text else None)
+    now = parse_time(now_text) if now_text else None
+    if mode == "netns":
+        raise SystemExit(_up_netns(config, targets, port, seed, now, hops_before, hops_after))
+    cfg = lab_config_from_options(config, targets, port, seed, now)
     try:
         code = run_lab_forever(cfg)
     except (LabError, LabConfigError) as e:
         raise InputError(str(e)) from None
     raise SystemExit(code)
+
+
+def _up_netns(config: Path | None, targets: Path | None, port: int | None, seed: int | None,
+              now: datetime | None, hops_before: int, hops_after: int) -> int:
+    from tlswatch.lab.netns import NetnsConfig, NetnsError, run_netns_lab_forever
+
+    if config is not None:
+        raise InputError("--config describes a loopback lab; it does not apply to --mode netns")
+    if port is not None:
+        raise InputError("--port does not apply to --mode netns (every service is on 443)")
+    try:
+        cfg = NetnsConfig(hops_before_middlebox=hops_before, hops_after_middlebox=hops_after,
+                          seed=seed or 0, now=now, targets_file=targets)
+        cfg.target_list()  # a bad target file is an input error before anything is built
+        return run_netns_lab_forever(cfg)
+    except NetnsError as e:
+        raise InputError(str(e)) from None
 
 
 @lab.command("demo")

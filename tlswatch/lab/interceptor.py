@@ -9,6 +9,9 @@ Every middlebox address (what the censored resolver answers) is served here. Per
    serial bits random, no other extensions), serve leaf -> Security Certificate [-> Qaznet],
    and relay plaintext both ways (the real box re-encrypted to the real server);
 4. anything else -> splice the untouched bytes to the origin behind the address connected to.
+
+Where "the origin" is comes from the address plan (loopback lab), or, with ``upstream_of``,
+from the connection itself (the netns lab: the original destination of a REDIRECTed socket).
 """
 
 from __future__ import annotations
@@ -25,9 +28,12 @@ from tlswatch.lab.pki import LabPKI
 from tlswatch.lab.serving import stream_from_socket
 from tlswatch.lab.wire import PeekedHello, peek_client_hello, relay
 
-__all__ = ["Middlebox"]
+__all__ = ["Middlebox", "UpstreamOf"]
 
 SNI_METHODS = frozenset({"reset", "drop", "alert", "blockpage"})
+
+#: upstream_of(accepted socket, local address) -> (ip, port) to relay to, or None to drop.
+UpstreamOf = Callable[[socket.socket, str], tuple[str, int] | None]
 
 
 def _upstream_context() -> ssl.SSLContext:
@@ -50,6 +56,7 @@ class Middlebox:
         port: int,
         io_timeout: float,
         hold_seconds: float,
+        upstream_of: UpstreamOf | None = None,
     ) -> None:
         self.pki = pki
         self.targets = targets
@@ -59,6 +66,7 @@ class Middlebox:
         self.port = port
         self.io_timeout = io_timeout
         self.hold_seconds = hold_seconds
+        self.upstream_of = upstream_of
         self.counts: collections.Counter[str] = collections.Counter()
         self._upstream_ctx = _upstream_context()
 
@@ -76,29 +84,45 @@ class Middlebox:
             self.counts[method] += 1
             await run_blocker(method, sock, peeked, self.hold_seconds)
         elif sni is not None and sni in self.targets:
-            self.counts["intercepted"] += 1
-            await self._intercept(sock, sni, self.origin_of(sni) or self.address_origin[local_ip])
+            target = self._upstream(sock, local_ip, self.origin_of(sni))
+            if target is not None:
+                self.counts["intercepted"] += 1
+                await self._intercept(sock, sni, *target)
         else:
-            self.counts["spliced"] += 1
-            await self._splice(sock, peeked, self.address_origin[local_ip])
+            target = self._upstream(sock, local_ip, None)
+            if target is not None:
+                self.counts["spliced"] += 1
+                await self._splice(sock, peeked, *target)
 
-    async def _splice(self, sock: socket.socket, peeked: PeekedHello, origin_ip: str) -> None:
+    def _upstream(
+        self, sock: socket.socket, local_ip: str, by_name: str | None
+    ) -> tuple[str, int] | None:
+        if self.upstream_of is not None:
+            target = self.upstream_of(sock, local_ip)
+            if target is None:
+                self.counts["no_upstream"] += 1
+            return target
+        return (by_name or self.address_origin[local_ip], self.port)
+
+    async def _splice(
+        self, sock: socket.socket, peeked: PeekedHello, origin_ip: str, port: int
+    ) -> None:
         del peeked  # still in the kernel buffer: it is relayed byte for byte below
         try:
             upstream = await asyncio.wait_for(
-                asyncio.open_connection(origin_ip, self.port), self.io_timeout
+                asyncio.open_connection(origin_ip, port), self.io_timeout
             )
         except (OSError, TimeoutError):
             return
         client = await stream_from_socket(sock)
         await relay(client, upstream, self.hold_seconds)
 
-    async def _intercept(self, sock: socket.socket, sni: str, origin_ip: str) -> None:
+    async def _intercept(self, sock: socket.socket, sni: str, origin_ip: str, port: int) -> None:
         try:
             upstream = await asyncio.wait_for(
                 asyncio.open_connection(
                     origin_ip,
-                    self.port,
+                    port,
                     ssl=self._upstream_ctx,
                     server_hostname=sni,
                     ssl_handshake_timeout=self.io_timeout,

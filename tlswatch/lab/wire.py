@@ -25,6 +25,7 @@ __all__ = [
     "close_with_reset",
     "hold_until_closed",
     "listen_tcp",
+    "parse_hello",
     "peek_client_hello",
     "relay",
     "server_hello_record",
@@ -93,6 +94,11 @@ def _parse(buf: bytes) -> PeekedHello | None:
                 except DecodeError:
                     return PeekedHello(buf, None, True)
     return None
+
+
+def parse_hello(buf: bytes) -> PeekedHello | None:
+    """What the first bytes of a client's stream are; None while a ClientHello is incomplete."""
+    return _parse(buf[:MAX_HELLO_BYTES])
 
 
 async def peek_client_hello(sock: socket.socket, timeout: float) -> PeekedHello:
