@@ -125,3 +125,22 @@ def test_parse_resolver() -> None:
     assert parse_resolver("::1") == ("::1", 53)
     with pytest.raises(ValueError):
         parse_resolver("resolver.example")
+
+
+def test_routable_networks_are_never_bogons_and_survive_pickling() -> None:
+    import ipaddress
+    import pickle
+
+    from tlswatch.probe.dns import DEFAULT_BOGONS, BogonPolicy, bogon_kind
+
+    policy = BogonPolicy(DEFAULT_BOGONS, (ipaddress.ip_network("198.18.0.0/15"),
+                                          ipaddress.ip_network("fd00::/8")))
+    assert bogon_kind("198.19.1.7", policy) is None  # routable by the user's word
+    assert bogon_kind("198.20.0.1", policy) is None  # public (just outside the range)
+    assert bogon_kind("10.0.0.1", policy) == "private"  # other private space still counts
+    assert bogon_kind("198.19.1.7") == "private"  # the default policy is unchanged
+    assert bogon_kind("fd00::1", policy) is None and bogon_kind("fc00::1", policy) == "private"
+    assert bogon_kind("::ffff:198.18.0.9", policy) is None  # mapped addresses too
+    again = pickle.loads(pickle.dumps(policy))  # e.g. to a Dask worker
+    assert isinstance(again, BogonPolicy) and again.routable == policy.routable
+    assert set(again) == set(DEFAULT_BOGONS)

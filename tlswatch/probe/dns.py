@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_BOGONS",
     "LAB_BOGONS",
     "BogonKind",
+    "BogonPolicy",
     "DnsResult",
     "IpVersion",
     "bogon_kind",
@@ -53,11 +54,40 @@ DEFAULT_BOGONS: Final[frozenset[BogonKind]] = frozenset(BOGON_KINDS)
 LAB_BOGONS: Final[frozenset[BogonKind]] = DEFAULT_BOGONS - {"loopback"}
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class BogonPolicy(frozenset[BogonKind]):
+    """The bogon kinds that count, plus networks whose answers never count as bogons.
+
+    ``--routable 198.18.0.0/15`` tells tlswatch that a lab's (or a private network's)
+    addresses stand for public ones. A frozenset of kinds, so it goes wherever a plain set
+    of kinds went; its networks travel with it (and with pickling, to Dask workers).
+    """
+
+    routable: tuple[Network, ...]
+
+    def __new__(cls, kinds: frozenset[BogonKind] | set[BogonKind] = DEFAULT_BOGONS,
+                routable: tuple[Network, ...] = ()) -> BogonPolicy:
+        self = super().__new__(cls, kinds)
+        self.routable = tuple(routable)
+        return self
+
+    def __reduce__(self) -> tuple[type[BogonPolicy], tuple[frozenset[BogonKind],
+                                                           tuple[Network, ...]]]:
+        return BogonPolicy, (frozenset(self), self.routable)
+
+    def __repr__(self) -> str:
+        return f"BogonPolicy({sorted(self)!r}, routable={[str(n) for n in self.routable]!r})"
+
+
 def bogon_kind(ip: str, policy: frozenset[BogonKind] = DEFAULT_BOGONS) -> BogonKind | None:
     """The bogon class of an answer under ``policy``, or None when it may be connected to."""
     addr = ipaddress.ip_address(ip)
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped
+    if isinstance(policy, BogonPolicy) and any(addr in net for net in policy.routable):
+        return None
     kind: BogonKind | None
     if addr.is_unspecified or (addr.version == 4 and addr in _ZERO_NET):
         kind = "zero"
