@@ -124,7 +124,8 @@ def test_ipv6_authentication_header() -> None:
         IPv6() / IPv6ExtHdrFragment(offset=8, m=0) / Raw(b"x" * 16),
     ],
 )
-def test_fragments_are_anomalies_not_reassembled(frame: Packet) -> None:
+def test_fragments_without_a_reassembler_are_counted_and_skipped(frame: Packet) -> None:
+    # (read_flows passes a reassembler: tests/capture/test_ipfrag.py)
     p, c = dec(LinkType.RAW, frame)
     assert p is None and c == {Anomaly.IP_FRAGMENT: 1}
 

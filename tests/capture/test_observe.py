@@ -362,3 +362,44 @@ def test_mutated_sample_captures(tmp_path: Path, sample: bytes, data: st.DataObj
         warnings.simplefilter("ignore", CaptureWarning)
         with contextlib.suppress(CaptureFormatError):  # (a header made unreadable)
             observe_capture(path)
+
+
+# -- connect_ms: SYN -> SYN-ACK ---------------------------------------------------------------
+
+
+def test_connect_ms_is_syn_to_synack(tmp_path: Path) -> None:
+    t = 10**18
+    frames: list[tuple[int, bytes]] = []
+    # A handshake that completes (observed before the flow ends), SYN-ACK 3 ms after the SYN.
+    c1 = Conv(client=("10.0.0.1", 40001), t0=t, step=3_000_000)
+    frames += [*_hello(c1), *c1.send(1, server_flight([_cert()]) + record(20, b"\x01"))]
+    # A SYN sent twice, answered 1 s + 2 ms after the first; then a reset (tcp/reset).
+    c2 = Conv(client=("10.0.0.1", 40002), t0=t + 1)
+    frames += [c2.frame(c2.pkt(0, "S", advance=False))]
+    c2.t0 += SECOND
+    frames += [*c2.handshake(), c2.frame(c2.pkt(1, "R", ttl=61))]
+    # No SYN-ACK at all: the SYN timed out (capture goes on long enough).
+    c3 = Conv(client=("10.0.0.1", 40003), t0=t + 2)
+    frames += [c3.frame(c3.pkt(0, "S"))]
+    c4 = Conv(client=("10.0.0.9", 40004), t0=t + 30 * SECOND)
+    frames += [*c4.handshake(), *c4.close()]
+    got = {o.key.client_port: o for o in _flows(_observe(tmp_path, frames)[0])}
+    assert got[40001].failure is None and got[40001].handshake_complete
+    assert got[40001].connect_ms == 3.0
+    assert got[40002].failure == "tcp/reset" and got[40002].connect_ms == 1002.0
+    assert got[40003].failure == "tcp/timeout" and got[40003].connect_ms is None
+
+
+def test_connect_ms_needs_both_syns(tmp_path: Path) -> None:
+    c = Conv()
+    frames = [*c.handshake(), *c.send(0, client_hello()),
+              *c.send(1, server_flight([_cert()]) + record(20, b"\x01")), *c.close()]
+    server_only = [f for f in frames if f[1][26:30] == bytes([10, 0, 0, 2])]
+    assert _one(_observe(tmp_path, server_only)[0]).connect_ms is None  # SYN-ACK only
+    assert _one(_observe(tmp_path, frames[2:])[0]).connect_ms is None  # picked up mid-stream
+
+
+def test_connect_ms_of_the_sample_captures() -> None:
+    # captures/ are made with a 40 ms round trip, seen at the client.
+    o = _one(observe_capture(CAPTURES / "reset-after-clienthello.pcap")[0])
+    assert o.connect_ms == 40.0

@@ -94,7 +94,7 @@ def test_interception_record_in_full(judge: ChainJudge) -> None:
 
 def test_reset_record_carries_injection_evidence(judge: ChainJudge) -> None:
     (r,) = records_of("reset-after-clienthello.pcap", judge)
-    assert r.tcp is not None and r.tcp.failure is None
+    assert r.tcp is not None and r.tcp.failure is None and r.tcp.connect_ms == 40.0
     assert r.tcp.rst == RstInfo(61, 0, ("ttl_differs_from_server(61!=52)", "ip_id_zero"))
     assert r.tls is not None and r.tls.failure == "tls/reset"
 
@@ -201,6 +201,15 @@ def test_ids_are_deterministic_and_use_the_pseudonym(judge: ChainJudge) -> None:
     assert p.id == record_id(source="pcap", flow=p.flow, file_sha256=SHA,
                              first_packet_ns=observe_capture(
                                  CAPTURES / "clean-tls12.pcap")[0][0].first_packet_ns)
+
+def test_connect_ms_is_recorded_and_not_part_of_the_id(judge: ChainJudge) -> None:
+    (a,) = records_of("clean-tls12.pcap", judge)
+    assert a.tcp is not None and a.tcp.connect_ms == 40.0 and a.tcp.failure is None
+    (obs,) = observe_capture(CAPTURES / "clean-tls12.pcap")[0]
+    assert isinstance(obs, FlowObservation)
+    out = capture_record(dataclasses.replace(obs, connect_ms=None), judge, run_id="run",
+                         file_sha256=SHA)
+    assert out is not None and out[0].tcp is None and out[0].id == a.id
 
 
 def test_auto_store_is_the_snapshot_before_the_capture() -> None:

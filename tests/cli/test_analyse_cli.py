@@ -129,6 +129,7 @@ def test_records_go_to_stdout_and_the_reset_evidence_is_there() -> None:
     assert rec["outcome"] == "tls/reset" and rec["verdict"] == "anomaly"
     assert rec["tcp"]["rst"] == {"ttl": 61, "ip_id": 0, "injected_evidence": [
         "ttl_differs_from_server(61!=52)", "ip_id_zero"]}
+    assert rec["tcp"]["connect_ms"] == 40.0  # SYN -> SYN-ACK, one round trip at the client
     assert rec["flow"] == {"client_ip": "192.0.2.10", "client_port": 40009,
                            "server_ip": "198.51.100.31", "server_port": 443, "transport": "tcp"}
     assert rec["vantage"] == {"name": "reset-after-clienthello.pcap", "kind": "capture"}

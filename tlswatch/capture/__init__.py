@@ -1,11 +1,13 @@
 """Capture reading for ``tlswatch analyse``: pcap/pcapng (found by magic number, compressed or
-not), link/IP/TCP decoding, TCP reassembly with gaps and anomalies, a bounded flow table, and
-TLS found by content. Produces observations; judging happens in ``classify``.
+not), link/IP/TCP decoding, IP fragment reassembly, TCP reassembly with gaps and anomalies, a
+bounded flow table, and TLS found by content. Produces observations; judging happens in
+``classify``.
 
 Layers, each usable alone::
 
     open_capture(path)          -> (ts_ns, linktype, caplen, origlen, data) per packet
     decode(linktype, data, c)   -> Decoded (addresses, ports, TTL, IP ID, TCP fields, payload)
+    FragmentReassembler         -> whole IPv4/IPv6 datagrams from fragments, bounded
     TcpReassembler.feed(ts, p)  -> FlowStart/Data/Gap/Fin/Rst/Detected/FlowEnd events
     read_flows(path)            -> all of the above in one fast loop
 """
@@ -27,6 +29,7 @@ from .events import (
     SideSummary,
 )
 from .flows import FlowReader, read_flows
+from .ipfrag import FragmentReassembler
 from .layers import Decoded, LinkType, decode, ip_to_str
 from .open import CaptureReader, open_capture
 from .pcapng import SECRETS_TLS_KEYLOG
@@ -49,6 +52,7 @@ __all__ = [
     "FlowKey",
     "FlowReader",
     "FlowStart",
+    "FragmentReassembler",
     "Gap",
     "LinkType",
     "Rst",

@@ -29,7 +29,14 @@ class Anomaly(enum.StrEnum):
     TRUNCATED_LINK_HEADER = "truncated_link_header"
     TRUNCATED_IP_HEADER = "truncated_ip_header"
     BAD_IP_HEADER = "bad_ip_header"  # version/IHL/total length inconsistent
-    IP_FRAGMENT = "ip_fragment"  # not reassembled: the packet is skipped
+    IP_FRAGMENT = "ip_fragment"  # a fragment of a datagram (reassembled when it can be)
+    # -- IP fragment reassembly (tlswatch.capture.ipfrag) --
+    IP_FRAGMENT_OVERLAP_CONFLICT = "ip_fragment_overlap_conflict"  # overlapping bytes differ
+    IP_FRAGMENT_BAD = "ip_fragment_bad"  # bad length, past 64 KiB or the datagram's end
+    IP_FRAGMENT_TOO_MANY = "ip_fragment_too_many"  # over the cap per datagram: dropped
+    IP_FRAGMENT_OVERFLOW = "ip_fragment_overflow"  # reassembly buffers full: oldest dropped
+    IP_FRAGMENT_TIMEOUT = "ip_fragment_timeout"  # incomplete when its time was up: dropped
+    IP_FRAGMENT_INCOMPLETE = "ip_fragment_incomplete"  # still incomplete when the capture ended
     TRUNCATED_TCP_HEADER = "truncated_tcp_header"
     BAD_TCP_HEADER = "bad_tcp_header"  # data offset < 5 or beyond the packet
     TRUNCATED_UDP_HEADER = "truncated_udp_header"

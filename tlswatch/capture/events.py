@@ -81,6 +81,7 @@ class SideSummary:
     capped: bool  # stopped delivering at the byte cap (or on request, or not TLS)
     first_ts_ns: int | None
     last_ts_ns: int | None
+    syn_ts_ns: int | None = None  # the side's first SYN (the server's: its SYN-ACK)
 
 
 class FlowStart(NamedTuple):

@@ -13,7 +13,9 @@ With ``FlowConfig.tls_only`` (the default) a flow whose client speaks something 
 server speaks first) stops delivering data; its bookkeeping events still come. A server that
 greets like SMTP, FTP, IMAP or POP3 is the exception (``FlowConfig.follow_starttls``): its
 flow goes on delivering, so a consumer can follow a STARTTLS upgrade
-(:mod:`tlswatch.capture.starttls`) and ``skip()`` the flow when it is done with it.
+(:mod:`tlswatch.capture.starttls`) and ``skip()`` the flow when it is done with it; so does
+DNS over TCP (server port 53, ``FlowConfig.follow_dns``). IP fragments are reassembled
+(:mod:`tlswatch.capture.ipfrag`) before TCP and UDP see them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import BinaryIO
 
 from ..tls import looks_like_tls
 from .events import FlowEvent, Secrets, Side
+from .ipfrag import FragmentReassembler
 from .layers import IPPROTO_TCP, PacketTuple, decode_tuple
 from .open import CaptureReader, open_capture
 from .tcp import FlowConfig, TcpReassembler
@@ -45,8 +48,10 @@ class FlowReader:
                  on_datagram: DatagramCallback | None = None) -> None:
         self.engine = TcpReassembler(config, detector=looks_like_tls if detect_tls else None)
         self._capture: CaptureReader = open_capture(source, on_secrets=self._secrets)
-        # One counter for file, decoding and TCP anomalies.
+        # One counter for file, decoding, fragment and TCP anomalies.
         self.engine.anomalies = self._capture.anomalies
+        #: IP fragments are put back together before TCP/UDP see them.
+        self.fragments = FragmentReassembler(self._capture.anomalies)
         self.packets = 0
         self.bytes = 0  # captured bytes of all packets
         self.tcp_packets = 0
@@ -95,7 +100,9 @@ class FlowReader:
         bulk = engine.feed_bulk_frame
         anomalies = self._capture.anomalies
         on_datagram = self._on_datagram
+        frags = self.fragments
         packets = nbytes = tcp = udp = 0
+        ts: int | None = None
         try:
             for ts, linktype, caplen, _origlen, data in self._capture:
                 packets += 1
@@ -109,7 +116,9 @@ class FlowReader:
                         yield from events
                         events.clear()
                     continue
-                p = decode_tuple(linktype, data, anomalies)
+                p = decode_tuple(linktype, data, anomalies, frags)
+                if p is None and frags.pending is not None:
+                    p = frags.take(ts)  # the whole datagram, once its last fragment is in
                 if p is not None:
                     if p[2] == IPPROTO_TCP:
                         tcp += 1
@@ -123,6 +132,7 @@ class FlowReader:
                         packets, nbytes, tcp, udp)
                     yield from events
                     events.clear()
+            frags.finish(ts)
             engine.finish()
             yield from events
             events.clear()

@@ -2,9 +2,11 @@
 BSD loopback; IPv4 (options) and IPv6 (extension headers); TCP and UDP.
 
 One function, one result tuple per packet, ``struct.unpack_from`` at offsets: no object per
-layer and no per-byte loops. IP fragments are *not* reassembled: non-first and first fragments
-alike are counted as :attr:`Anomaly.IP_FRAGMENT` and skipped (TLS over fragmented TCP is rare;
-IPv6 atomic fragments, offset 0 without M, are decoded normally).
+layer and no per-byte loops. IP fragments of TCP and UDP go to a
+:class:`~tlswatch.capture.ipfrag.FragmentReassembler` when the caller passes one (it counts
+them as :attr:`Anomaly.IP_FRAGMENT` and hands back whole datagrams); without one they are
+counted and skipped. IPv6 atomic fragments (offset 0 without M) are decoded normally.
+Unfragmented packets never reach the fragment code: its cost is the fragments' own.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ import enum
 import socket
 import struct
 from collections import Counter
-from typing import Final, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from .anomalies import Anomaly
+
+if TYPE_CHECKING:
+    from .ipfrag import FragmentReassembler
 
 __all__ = [
     "IPPROTO_TCP",
@@ -29,6 +34,7 @@ __all__ = [
     "LinkType",
     "PacketTuple",
     "decode",
+    "decode_ip_packet",
     "decode_tuple",
     "ip_to_str",
 ]
@@ -81,6 +87,9 @@ _VLAN_TAGS: Final = frozenset({0x8100, 0x88A8, 0x9100, 0x9200})
 _AF_INET6: Final = frozenset({10, 24, 28, 30})  # Linux, NetBSD/OpenBSD, FreeBSD, macOS
 _IPV6_EXT: Final = frozenset({0, 43, 60})  # hop-by-hop, routing, destination options
 _MAX_EXT_HEADERS: Final = 12
+# what may follow a fragment header and is worth reassembling: TCP, UDP, or an extension
+# header (AH too) in front of them
+_V6_FRAGMENTABLE: Final = frozenset({IPPROTO_TCP, IPPROTO_UDP, 51}) | _IPV6_EXT
 
 # link kind: 0 ethertype at a fixed offset, 1 raw IP, 2 address family word
 _ETHERTYPE_AT: Final[dict[int, tuple[int, int]]] = {  # linktype -> (ethertype offset, ip offset)
@@ -136,8 +145,10 @@ def _ip_offset(linktype: int, data: bytes, n: int, anomalies: Counter[str]) -> i
     return -2
 
 
-def _decode_ip(data: bytes, n: int, off: int, anomalies: Counter[str]) -> PacketTuple | None:
-    """The general path: any IP version, options, extension headers, TCP or UDP."""
+def _decode_ip(data: bytes, n: int, off: int, anomalies: Counter[str],
+               frags: FragmentReassembler | None) -> PacketTuple | None:
+    """The general path: any IP version, options, extension headers, TCP or UDP; fragments
+    go to ``frags``."""
     if n < off + 1:
         anomalies[Anomaly.TRUNCATED_IP_HEADER] += 1
         return None
@@ -151,13 +162,17 @@ def _decode_ip(data: bytes, n: int, off: int, anomalies: Counter[str]) -> Packet
         if ihl < 20 or (total and total < ihl):
             anomalies[Anomaly.BAD_IP_HEADER] += 1
             return None
-        if frag & 0x3FFF:  # MF set or a fragment offset
-            anomalies[Anomaly.IP_FRAGMENT] += 1
-            return None
         src = data[off + 12 : off + 16]
         dst = data[off + 16 : off + 20]
         end = off + total if total else n  # total 0: TSO segment captured before the NIC
         l4 = off + ihl
+        if frag & 0x3FFF:  # MF set or a fragment offset
+            if frags is None or (proto != IPPROTO_TCP and proto != IPPROTO_UDP) or not total:
+                anomalies[Anomaly.IP_FRAGMENT] += 1
+            else:
+                frags.stash(src, dst, proto, ttl, ip_id, (frag & 0x1FFF) << 3,
+                            bool(frag & 0x2000), data[l4 : min(end, n)])
+            return None
         ipid: int | None = ip_id
     elif version == 6:
         if n < off + 40:
@@ -176,8 +191,14 @@ def _decode_ip(data: bytes, n: int, off: int, anomalies: Counter[str]) -> Packet
                 anomalies[Anomaly.TRUNCATED_IP_HEADER] += 1
                 return None
             if proto == 44:  # fragment header: only an atomic fragment is a whole packet
-                if (data[l4 + 2] << 8 | data[l4 + 3]) & 0xFFF9:
-                    anomalies[Anomaly.IP_FRAGMENT] += 1
+                field = data[l4 + 2] << 8 | data[l4 + 3]
+                if field & 0xFFF9:
+                    nxt = data[l4]
+                    if frags is None or not plen or nxt not in _V6_FRAGMENTABLE:
+                        anomalies[Anomaly.IP_FRAGMENT] += 1
+                    else:
+                        frags.stash(src, dst, nxt, ttl, int.from_bytes(data[l4 + 4 : l4 + 8]),
+                                    field & 0xFFF8, bool(field & 1), data[l4 + 8 : min(end, n)])
                     return None
                 size = 8
             elif proto == 51:  # AH: length in 4-octet units, minus 2
@@ -218,10 +239,12 @@ def _decode_ip(data: bytes, n: int, off: int, anomalies: Counter[str]) -> Packet
     return None
 
 
-def decode_tuple(linktype: int, data: bytes, anomalies: Counter[str]) -> PacketTuple | None:
+def decode_tuple(linktype: int, data: bytes, anomalies: Counter[str],
+                 frags: FragmentReassembler | None = None) -> PacketTuple | None:
     """:func:`decode` as a plain tuple in :class:`Decoded` field order (the hot path: no
     named-tuple construction). Ethernet and IPv4 without options and TCP take one
-    ``unpack_from``; everything else goes the general way."""
+    ``unpack_from``; everything else goes the general way. A TCP/UDP fragment is stashed in
+    ``frags`` (None is returned: call ``frags.take(ts)`` for the datagram)."""
     n = len(data)
     if linktype == 1 and n >= 14:
         et = data[12] << 8 | data[13]
@@ -239,7 +262,13 @@ def decode_tuple(linktype: int, data: bytes, anomalies: Counter[str]) -> PacketT
             if doff >= 20 and off + 20 + doff <= end <= n:
                 return (src, dst, 6, ttl, ip_id, sport, dport, seq, ack, flags, win,
                         data[off + 20 + doff : end])
-    return _decode_ip(data, n, off, anomalies)
+    return _decode_ip(data, n, off, anomalies, frags)
+
+
+def decode_ip_packet(data: bytes, anomalies: Counter[str]) -> PacketTuple | None:
+    """An IP packet without a link header (e.g. a reassembled datagram); fragments are
+    counted and skipped."""
+    return _decode_ip(data, len(data), 0, anomalies, None)
 
 
 def decode(linktype: int, data: bytes, anomalies: Counter[str]) -> Decoded | None:

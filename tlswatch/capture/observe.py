@@ -9,7 +9,9 @@ observations in capture order:
 * :class:`FlowObservation`, one per TCP flow in which either side spoke TLS (found by
   content, any port) and a ClientHello or ServerHello was seen, plus TCP-level failures on
   :data:`TLS_PORTS`;
-* :class:`DnsObservation`, one per DNS answer (UDP port 53) to an A or AAAA question.
+* :class:`DnsObservation`, one per DNS answer to an A or AAAA question: UDP port 53, and
+  DNS over TCP (server port 53, length-prefixed messages; at most
+  :data:`MAX_DNS_TCP_MESSAGES` per connection, framing given up at a TCP gap).
 
 Failures, as the wire shows them (``failure`` is ``stage/class[:detail]``):
 
@@ -76,6 +78,7 @@ from ..tls import (
 from ..tls.decrypt import DEFAULT_MAX_HANDSHAKE_BYTES, DecryptState, HandshakeDecryptor
 from ..tls.keylog import KeyLog
 from .dns_answer import MALFORMED, DnsAnswer, parse_answer
+from .dns_tcp import DnsTcpStream
 from .events import Data, Detected, Fin, FlowEnd, FlowKey, FlowStart, Gap, Rst, Secrets, Side
 from .events import SideSummary as _Summary
 from .flows import FlowReader, read_flows
@@ -87,6 +90,7 @@ from .tcp import FlowConfig
 
 __all__ = [
     "KEYLOG_STATES",
+    "MAX_DNS_TCP_MESSAGES",
     "NON_TLS_PREFIX",
     "TLS_PORTS",
     "WAIT_AT_END_NS",
@@ -119,6 +123,10 @@ KEYLOG_STATES: Final = frozenset({
     "unsupported", "tls12_master_secret",
 })
 
+#: DNS messages read per TCP connection (both directions); then the flow is skipped
+#: (``dns_tcp_capped``): zone transfers and long-lived resolver connections stay cheap.
+MAX_DNS_TCP_MESSAGES: Final = 64
+
 _DNS_PORT: Final = 53
 _UDP: Final = 17
 _MAX_QUIC_BYTES: Final = 64 * 1024 * 1024  # long-header UDP kept per capture for QUIC
@@ -141,6 +149,9 @@ class FlowObservation:
     the flow (:data:`KEYLOG_STATES`), ``keylog_detail`` why when it failed.
     ``dns_name`` is a name this capture's DNS resolved to the server address (for flows
     without SNI). Byte counts are stream bytes seen per side when the observation was made.
+    ``connect_ms`` is the time from the client's first SYN to the server's first SYN-ACK,
+    when both were captured (the probe's ``tcp.connect_ms``, as seen where the capture was
+    taken: at the client it is one round trip).
     """
 
     key: FlowKey
@@ -173,6 +184,7 @@ class FlowObservation:
     rst: RstInfo | None = None
     anomalies: tuple[str, ...] = ()
     starttls: str | None = None  # the flow was upgraded (or asked to be) with STARTTLS: how
+    connect_ms: float | None = None
 
     @property
     def flow(self) -> Flow:
@@ -181,7 +193,8 @@ class FlowObservation:
 
 @dataclass(frozen=True, slots=True)
 class DnsObservation:
-    """One DNS answer (UDP) to an A or AAAA question. ``flow``'s client is the querier.
+    """One DNS answer (UDP, or TCP: ``flow.transport``) to an A or AAAA question.
+    ``flow``'s client is the querier.
 
     ``first_packet_ns`` is the query's time (the answer's when the query was not captured);
     ``time_ns`` the answer's. ``answers`` are the addresses of the question's type.
@@ -211,7 +224,8 @@ class ObserveStats:
     encrypted_chains: int = 0  # TLS 1.3: the chain was encrypted
     tcp_failures: int = 0  # tcp/timeout, refused, reset observations
     cut_by_end: int = 0  # unanswered when the capture ended too soon after: no observation
-    dns_answers: int = 0  # A/AAAA answers read (one observation each)
+    dns_answers: int = 0  # A/AAAA answers read (one observation each), UDP and TCP
+    dns_tcp_answers: int = 0  # of which came over TCP
     key_logs: int = 0  # pcapng Decryption Secrets Blocks seen (TLS key logs: used)
     decrypted: int = 0  # TLS 1.3 handshakes decrypted with a key log (chain read)
     decrypt_failed: int = 0  # TLS 1.3 handshakes a key log had secrets for but did not open
@@ -220,6 +234,7 @@ class ObserveStats:
     quic_flows: int = 0  # QUIC flows whose client Initial decrypted (one observation each)
     starttls: int = 0  # flows upgraded with STARTTLS (their handshakes count as any other)
     starttls_failed: int = 0  # STARTTLS refused, or reset/closed/unanswered after the command
+    reassembled: int = 0  # IP datagrams put back together from fragments (set by run())
 
 
 class _Flow:
@@ -320,6 +335,8 @@ class CaptureObserver:
         self._rsts: dict[int, Rst] = {}  # first server RST of flows without state
         self._done: set[int] = set()  # flows observed at their handshake's end, still open
         self._plain: dict[int, StartTlsTracker] = {}  # flows in a STARTTLS dialogue
+        # DNS over TCP: flow id -> (client stream, server stream)
+        self._dns_tcp: dict[int, tuple[DnsTcpStream, DnsTcpStream]] = {}
         self._queries: OrderedDict[tuple[str, int, str, int], int] = OrderedDict()
         # answered queries -> (first answer's time, query's time): a second answer is news
         self._answered: OrderedDict[tuple[str, int, str, int], tuple[int, int]] = OrderedDict()
@@ -387,6 +404,7 @@ class CaptureObserver:
                 self._gap(cast(Gap, ev))
             elif cls is Secrets:
                 self._secrets(cast(Secrets, ev))
+        self.stats.reassembled = self.reader.fragments.reassembled
         self._quic_flows()
 
     # -- QUIC ------------------------------------------------------------------------------
@@ -563,7 +581,12 @@ class CaptureObserver:
 
     def _gap(self, ev: Gap) -> None:
         st = self._flows.get(ev.flow_id)
-        if st is None or st.dead & (1 << ev.side):
+        if st is None:
+            streams = self._dns_tcp.get(ev.flow_id)
+            if streams is not None:  # the DNS framing is lost on that side
+                streams[ev.side].stop()
+            return
+        if st.dead & (1 << ev.side):
             return
         side = "client" if ev.side == Side.CLIENT else "server"
         st.server_gap |= ev.side == Side.SERVER
@@ -573,6 +596,7 @@ class CaptureObserver:
         self._skip(ev.flow_id, st, ev.side)
 
     def _end(self, ev: FlowEnd) -> None:
+        self._dns_tcp.pop(ev.flow_id, None)
         plain = self._plain.pop(ev.flow_id, None)
         if plain is not None and plain.waiting:
             self._starttls_unanswered(ev, plain)
@@ -613,7 +637,8 @@ class CaptureObserver:
         t0 = first if first is not None else (c.first_ts_ns or ev.ts_ns)
         self.stats.tcp_failures += 1
         self._emit(FlowObservation(ev.key, t0, t0, failure, rst=info,
-                                   anomalies=tuple(notes)))
+                                   anomalies=tuple(notes),
+                                   connect_ms=self._connect_ms(ev.flow_id, ev)))
 
     def _finish(self, fid: int, st: _Flow, end: FlowEnd | None) -> None:
         """Make the flow's observation: at the handshake's completion, or at the flow's end."""
@@ -701,8 +726,14 @@ class CaptureObserver:
             non_tls_prefix=st.prefix if failure == "tls/not_tls" else b"",
             client_bytes=st.client_bytes, server_bytes=st.server_bytes,
             handshake_ms=_ms(st.hello_ns, decisive), rst=rst_seen, anomalies=tuple(notes),
-            starttls=st.starttls,
+            starttls=st.starttls, connect_ms=self._connect_ms(fid, end),
         ))
+
+    def _connect_ms(self, fid: int, end: FlowEnd | None) -> float | None:
+        """SYN -> SYN-ACK of a flow: from its end's summary, else from the live flow table."""
+        if end is not None:
+            return _ms(end.client.syn_ts_ns, end.server.syn_ts_ns)
+        return _ms(*self.reader.engine.syn_times(fid))
 
     def _keylog_state(self, st: _Flow, tls13: bool) -> tuple[str | None, str]:
         """(``FlowObservation.keylog``, detail) of a flow being finished."""
@@ -741,6 +772,9 @@ class CaptureObserver:
         """Data of a flow that did not open with TLS: a STARTTLS dialogue is followed (the
         flow table delivers such flows only after a greeting of a STARTTLS protocol)."""
         fid = ev.flow_id
+        if ev.key.server_port == _DNS_PORT:
+            self._dns_tcp_data(ev)
+            return
         tr = self._plain.get(fid)
         if tr is None:
             family = greeting_protocol(ev.data) if ev.side == Side.SERVER and ev.offset == 0 \
@@ -805,11 +839,12 @@ class CaptureObserver:
             return
         self._starttls_failure(ev.flow_id, ev.key, tr, failure, when, [note, *_summary_notes(
             ev.server, ev.client)], rst=info, client_bytes=ev.client.stream_bytes,
-            server_bytes=ev.server.stream_bytes)
+            server_bytes=ev.server.stream_bytes, end=ev)
 
     def _starttls_failure(self, fid: int, key: FlowKey, tr: StartTlsTracker, failure: str,
                           when: int | None, notes: list[str], *, rst: RstInfo | None = None,
-                          client_bytes: int = 0, server_bytes: int = 0) -> None:
+                          client_bytes: int = 0, server_bytes: int = 0,
+                          end: FlowEnd | None = None) -> None:
         """The observation of a STARTTLS that led to no TLS (its time: the command's)."""
         self.stats.starttls_failed += 1
         t = tr.command_ns if tr.command_ns is not None else (when or 0)
@@ -817,7 +852,8 @@ class CaptureObserver:
             key=key, first_packet_ns=self._starts.get(fid, t), time_ns=t,
             failure=failure, dns_name=self._names.get(key.server_ip),
             handshake_ms=_ms(tr.command_ns, when), rst=rst, anomalies=tuple(notes),
-            client_bytes=client_bytes, server_bytes=server_bytes, starttls=tr.protocol))
+            client_bytes=client_bytes, server_bytes=server_bytes, starttls=tr.protocol,
+            connect_ms=self._connect_ms(fid, end)))
 
     # -- DNS -------------------------------------------------------------------------------
 
@@ -830,7 +866,33 @@ class CaptureObserver:
             return
         if sport != _DNS_PORT and dport != _DNS_PORT:
             return
-        wire = p[11]
+        self._dns_message(ts, p[0], sport, p[1], dport, payload, "udp")
+
+    def _dns_tcp_data(self, ev: Data) -> None:
+        """Bytes of a DNS-over-TCP connection: each complete message like a UDP one."""
+        fid = ev.flow_id
+        streams = self._dns_tcp.get(fid)
+        if streams is None:
+            if fid in self._done:
+                return
+            streams = self._dns_tcp[fid] = (DnsTcpStream(), DnsTcpStream())
+        stream = streams[ev.side]
+        key = ev.key
+        if ev.side == Side.CLIENT:
+            src, sport, dst, dport = key.client_ip, key.client_port, key.server_ip, key.server_port
+        else:
+            src, sport, dst, dport = key.server_ip, key.server_port, key.client_ip, key.client_port
+        for wire in stream.feed(ev.offset, ev.data):
+            self._dns_message(ev.ts_ns, src, sport, dst, dport, wire, "tcp")
+        if streams[0].messages + streams[1].messages >= MAX_DNS_TCP_MESSAGES:
+            self.own_anomalies["dns_tcp_capped"] += 1
+            del self._dns_tcp[fid]
+            self._done.add(fid)  # (bytes queued before the skip must not restart it)
+            self.reader.skip(fid)
+
+    def _dns_message(self, ts: int, src_ip: bytes | str, sport: int, dst_ip: bytes | str,
+                     dport: int, wire: bytes, transport: str) -> None:
+        """One DNS message, over UDP or TCP; addresses packed (UDP) or as text (TCP)."""
         if len(wire) < 12:
             self.own_anomalies["dns_malformed"] += 1
             return
@@ -838,7 +900,7 @@ class CaptureObserver:
             # A query: only its id and time matter (no full parse: half the DNS cost).
             if dport == _DNS_PORT:
                 q = self._queries
-                q[(ip_to_str(p[0]), sport, ip_to_str(p[1]), wire[0] << 8 | wire[1])] = ts
+                q[(_text(src_ip), sport, _text(dst_ip), wire[0] << 8 | wire[1])] = ts
                 if len(q) > _MAX_PENDING_QUERIES:
                     q.popitem(last=False)
             return
@@ -851,7 +913,7 @@ class CaptureObserver:
             return
         if not isinstance(parsed, DnsAnswer):
             return
-        src, dst = ip_to_str(p[0]), ip_to_str(p[1])
+        src, dst = _text(src_ip), _text(dst_ip)
         key = (dst, dport, src, wire[0] << 8 | wire[1])
         notes: list[str] = []
         sent = self._queries.pop(key, None)
@@ -875,10 +937,16 @@ class CaptureObserver:
             if len(names) > _MAX_NAMES:
                 names.popitem(last=False)
         self.stats.dns_answers += 1
+        if transport == "tcp":
+            self.stats.dns_tcp_answers += 1
         self._emit(DnsObservation(
-            flow=Flow(dst, dport, src, sport, "udp"), first_packet_ns=sent, time_ns=ts,
+            flow=Flow(dst, dport, src, sport, transport), first_packet_ns=sent, time_ns=ts,
             qname=qname, qtype=parsed.qtype, rcode=parsed.rcode, answers=answers,
             dns_ms=_ms(sent, ts) if sent != ts else None, anomalies=tuple(notes)))
+
+
+def _text(ip: bytes | str) -> str:
+    return ip if isinstance(ip, str) else ip_to_str(ip)
 
 
 def _question_type(wire: bytes) -> int | None:

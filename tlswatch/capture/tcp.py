@@ -61,6 +61,7 @@ _MAX_PREFIX: Final = 64  # a detector undecided after this many bytes is given u
 # protocol, and TCP seq, data offset, flags (addresses, ports and ack skipped).
 _ETH_V4TCP_BOOK: Final = struct.Struct("!12xHB1xHHHBB10x4xI4xBB").unpack_from
 _PORTS: Final = struct.Struct("!HH").pack
+_DNS_PORT: Final = 53
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,8 @@ class FlowConfig:
     # ...except after a server greeting that a STARTTLS upgrade may follow (SMTP, FTP, IMAP,
     # POP3): such a flow goes on delivering, for a consumer to follow (and skip() when done).
     follow_starttls: bool = True
+    # ...and except DNS over TCP (server port 53): its answers are read like UDP ones.
+    follow_dns: bool = True
 
 
 class _Side:
@@ -89,7 +92,7 @@ class _Side:
         "fin_off", "first_ip_id", "first_ts", "gap_bytes", "gaps", "last_ip_id", "last_ts",
         "last_ttl", "next_seq", "offset", "ooo", "ooo_bytes", "ooo_keys", "packets",
         "payload_bytes", "prefix", "prefix_off", "recent", "recent_bytes", "retrans", "rst",
-        "side", "started", "syn", "syn_seq", "ttls",
+        "side", "started", "syn", "syn_seq", "syn_ts", "ttls",
     )
 
     def __init__(self, side: Side, detect: bool) -> None:
@@ -98,6 +101,7 @@ class _Side:
         self.next_seq = 0
         self.offset = 0
         self.syn_seq: int | None = None
+        self.syn_ts: int | None = None  # time of the first SYN (SYN-ACK for the server)
         self.ooo: dict[int, bytes] | None = None  # stream offset -> bytes (created lazily)
         self.ooo_keys: list[int] = []
         self.ooo_bytes = 0
@@ -124,7 +128,7 @@ class _Side:
             self.packets, self.payload_bytes, self.offset, self.delivered, self.gaps,
             self.gap_bytes, self.retrans, self.conflicts, self.syn, self.fin, self.rst,
             tuple(sorted(self.ttls.items())), self.first_ip_id, self.last_ip_id,
-            self.after_rst, self.capped, self.first_ts, self.last_ts,
+            self.after_rst, self.capped, self.first_ts, self.last_ts, self.syn_ts,
         )
 
 
@@ -143,7 +147,7 @@ class _Flow:
         self.ended = False
         self.rst_seen = False
         self.rst_events = 0
-        self.plaintext = False  # a STARTTLS greeting was seen: plaintext is delivered too
+        self.plaintext = False  # STARTTLS greeting or DNS over TCP: plaintext is delivered
 
 
 class TcpReassembler:
@@ -186,6 +190,15 @@ class TcpReassembler:
         for st in flow.sides:
             if side is None or st.side == side:
                 self._cap(st)
+
+    def syn_times(self, flow_id: int) -> tuple[int | None, int | None]:
+        """(first client SYN, first server SYN-ACK) times of a flow still in the table;
+        None where that packet was not seen (or the flow is gone)."""
+        flow = self._lru.get(flow_id)
+        if flow is None:
+            return None, None
+        client, server = flow.sides
+        return client.syn_ts, server.syn_ts
 
     def feed_bulk_frame(self, ts: int, data: bytes) -> bool:
         """Book an Ethernet frame (IPv4 without options, TCP) of a side that no longer delivers
@@ -280,6 +293,7 @@ class TcpReassembler:
             me.syn += 1
             if me.syn_seq is None:
                 me.syn_seq = seq
+                me.syn_ts = ts
                 if not me.started:
                     me.started = True
                     me.next_seq = (seq + 1) & _MASK
@@ -671,8 +685,9 @@ class TcpReassembler:
             # FTP...). A non-TLS answer to a ClientHello is kept; so is a dialogue opened by
             # a STARTTLS protocol's greeting.
             if me is client or client.offset == 0:
-                if self.config.follow_starttls and (flow.plaintext or (
-                        me is server and greeting_protocol(prefix) is not None)):
+                if flow.plaintext or (self.config.follow_starttls and me is server
+                                      and greeting_protocol(prefix) is not None) or (
+                        self.config.follow_dns and flow.key.server_port == _DNS_PORT):
                     flow.plaintext = True
                     return
                 self._cap(client)

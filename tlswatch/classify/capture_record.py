@@ -261,7 +261,8 @@ def _flow_record(obs: FlowObservation, judge: ChainJudge, *, run_id: str, file_s
             alert=obs.server_alert, failure=obs.failure, history=obs.history or None,
             ja3=obs.ja3, ja3s=obs.ja3s, ja4=obs.ja4, handshake_ms=obs.handshake_ms,
             bytes_read=obs.server_bytes)
-    tcp = TcpInfo(failure=tcp_failure, rst=obs.rst) if tcp_failure or obs.rst else None
+    tcp = TcpInfo(failure=tcp_failure, connect_ms=obs.connect_ms, rst=obs.rst) \
+        if tcp_failure or obs.rst or obs.connect_ms is not None else None
     rec = Record(
         id=record_id(source="pcap", flow=flow, file_sha256=file_sha256,
                      first_packet_ns=obs.first_packet_ns),
