@@ -15,8 +15,13 @@ Measured, each ``tlswatch analyse`` in its own process, files in the page cache:
   the command's wall time;
 * ``--workers 1`` / ``--workers 2``: the whole command, cluster start-up included.
 
-Files are spread across workers, one task per file; one large file is not split (not in this
-slice), so its ratio is 1 by construction and not measured.
+One large file (the same bytes as the many files, built as one capture by the same builder)
+is then analysed by one process and by 2 workers with ``--split-size`` (2 chunks): the index
+pass (SHA-256 and record offsets) and each chunk's look-back (130 s of capture time before it)
+and read-on (until its flows are settled) are included. The builder writes 10k packets/s, so
+the whole file spans well under the 130 s look-back: the second chunk re-reads all of the
+first one (cheaply). The same file with its packet times stretched 20x (500 packets/s, a
+few minutes of traffic) shows the ratio when chunks are longer than the look-back.
 
     python benchmarks/distributed_analyse.py          # full run; output: distributed_analyse.out
     python benchmarks/distributed_analyse.py --smoke    # seconds-long run used by the test suite
@@ -27,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import struct
 import subprocess
 import sys
 import tempfile
@@ -62,8 +68,10 @@ def analyse(files_dir: Path, out: Path, *extra: str) -> tuple[float, float, int]
     out.unlink(missing_ok=True)
     t0 = time.perf_counter()
     r = subprocess.run([*ANALYSE, str(files_dir), "--store", str(STORE), "-o", str(out),
-                        *extra], capture_output=True, text=True, check=True)
+                        *extra], capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    if r.returncode:
+        sys.exit(f"tlswatch analyse failed ({r.returncode}):\n{r.stderr}")
     m = re.search(r"^(\d+) records .* in ([\d.]+) s", r.stderr, re.M)
     assert m, r.stderr
     return wall, float(m.group(2)), int(m.group(1))
@@ -110,10 +118,54 @@ def main() -> None:
                   "wall")
         print(f"\nratio 1 worker / 2 workers: {seen[1] / seen[2]:.2f}x analysis (warm cluster), "
               f"{e2e[1] / e2e[2]:.2f}x wall with --workers (cold start); target 1.6x")
-        print("one large file: not split across workers in this slice (ratio 1 by construction)")
+        for f in files:
+            f.unlink()
+        big = build_large(tmp, total)
+        stretched = stretch(big, tmp / "large" / "stretched.pcap", 20)
+        big_ratio = {}
+        for name, path in (("dense (10k packets/s)", big), ("stretched 20x", stretched)):
+            path.read_bytes()
+            wall, one, recs1 = analyse(path, out)
+            with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                              host="127.0.0.1", dashboard_address=None) as cluster:
+                addr = cluster.scheduler_address
+                split = ("--split-size", f"{path.stat().st_size // 2 + 1}B")
+                analyse(path, out, "--scheduler", addr, *split)  # warm the workers
+                wall2, two, recs2 = analyse(path, out, "--scheduler", addr, *split)
+            assert recs1 == recs2, (recs1, recs2)
+            big_ratio[name] = one / two
+            print(f"\none large file, {name}: {path.stat().st_size / 1e6:.0f} MB, {recs1:,} "
+                  f"records\n  single process {one:6.2f} s analysis   2 workers, 2 chunks "
+                  f"{two:6.2f} s analysis ({wall2:.2f} s wall)   ratio {one / two:.2f}x")
         print(json.dumps({"files": count, "bytes": total, "records": recs,
                           "ratio_warm": round(seen[1] / seen[2], 3),
-                          "ratio_cold": round(e2e[1] / e2e[2], 3)}))
+                          "ratio_cold": round(e2e[1] / e2e[2], 3),
+                          "large_file_ratio": {k: round(v, 3) for k, v in big_ratio.items()}}))
+
+
+def build_large(tmp: Path, size: int) -> Path:
+    """One capture of about ``size`` bytes by the same builder."""
+    path = tmp / "large" / "large.pcap"
+    path.parent.mkdir(exist_ok=True)
+    subprocess.run([sys.executable, str(BUILDER), "--build", str(path), str(size), "20"],
+                   capture_output=True, text=True, check=True)
+    return path
+
+
+def stretch(src: Path, dst: Path, factor: int) -> Path:
+    """``src`` (little-endian microsecond pcap) with the time since its first packet
+    multiplied by ``factor``: the same packets, spread over more capture time."""
+    data = bytearray(src.read_bytes())
+    pos, t0 = 24, None
+    while pos + 16 <= len(data):
+        sec, usec, caplen, _ = struct.unpack_from("<IIII", data, pos)
+        t = sec * 1_000_000 + usec
+        t0 = t if t0 is None else t0
+        sec, usec = divmod(t0 + (t - t0) * factor, 1_000_000)
+        struct.pack_into("<II", data, pos, sec, usec)
+        pos += 16 + caplen
+    dst.write_bytes(data)
+    return dst
 
 
 if __name__ == "__main__":

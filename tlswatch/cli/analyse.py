@@ -48,7 +48,7 @@ from tlswatch.x509.registry import RegistryError, load_registry
 from tlswatch.x509.stores import AUTO_CANDIDATES, StoreError, load_store, load_stores
 
 __all__ = ["AnalyseOptions", "FileResult", "analyse", "analyse_file", "default_key_path",
-           "iter_inputs", "key_id", "record_dict"]
+           "iter_inputs", "key_id", "parse_size", "record_dict"]
 
 # First bytes of what open_capture() accepts: pcap (all variants), pcapng, gzip, xz, bzip2.
 _MAGICS: Final = (
@@ -111,6 +111,24 @@ def iter_inputs(args: tuple[str, ...], note: Callable[[str], None]) -> Iterator[
         elif str(p) not in seen:
             seen.add(str(p))
             yield p, True
+
+
+_SIZE_UNITS: Final = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "KIB": 1 << 10, "M": 10**6,
+                      "MB": 10**6, "MIB": 1 << 20, "G": 10**9, "GB": 10**9, "GIB": 1 << 30}
+
+
+def parse_size(text: str) -> int:
+    """``64MB``, ``1.5GB``, ``512KiB``, ``1000`` -> bytes (decimal units, binary with "i")."""
+    t = text.strip().upper()
+    num = t.rstrip("KMGIB")
+    unit = t[len(num):]
+    try:
+        value = float(num)
+    except ValueError:
+        value = -1.0
+    if unit not in _SIZE_UNITS or value < 0:
+        raise InputError(f"--split-size {text!r}: expected a size such as 64MB, 1GB or 0")
+    return int(value * _SIZE_UNITS[unit])
 
 
 def _check_explicit(path: Path) -> None:
@@ -472,10 +490,15 @@ def _summary(t: _Totals, elapsed: float, top: int = 10) -> str:
 @click.option("--scheduler", metavar="tcp://HOST:PORT",
               help="Analyse the files on an existing Dask cluster (`dask scheduler`, `dask "
                    "worker`): the workers must see the files at the same paths.")
+@click.option("--split-size", "split_size", metavar="SIZE", default="256MB", show_default=True,
+              help="With --workers/--scheduler: an uncompressed capture of SIZE or more (e.g. "
+                   "64MB, 1GB; 0: never) is split into chunks analysed by several workers "
+                   "(at least one chunk per worker); the records are the same.")
 def analyse(inputs: tuple[str, ...], stores: tuple[str, ...], registries: tuple[Path, ...],
             output: str | None, resume: bool, anonymize: bool, anonymize_key: Path | None,
             fmt: str, verbose: bool, workers: int | None = None,
-            scheduler: str | None = None, keylogs: tuple[Path, ...] = ()) -> None:
+            scheduler: str | None = None, keylogs: tuple[Path, ...] = (),
+            split_size: str = "256MB") -> None:
     """Judge every TLS handshake and DNS answer in pcap/pcapng captures (also gzip, xz or
     bzip2 compressed, found by magic number, not by name) and write one tlswatch/1 record
     each (JSON Lines, source "pcap").
@@ -506,6 +529,8 @@ def analyse(inputs: tuple[str, ...], stores: tuple[str, ...], registries: tuple[
     With --workers N or --scheduler, each file is analysed by a Dask worker (a file whose
     worker dies is retried on another); records are written here, file by file in the order
     the files finish, each file's input record after its records, so --resume still works.
+    A file of --split-size or more is split into chunks at packet records; each chunk owns
+    the flows whose first packet lies in it (see docs/distributed.md).
     """
     err = sys.stderr
     del fmt  # the only format for now
@@ -522,6 +547,7 @@ def analyse(inputs: tuple[str, ...], stores: tuple[str, ...], registries: tuple[
     if workers is not None and workers < 1:
         raise InputError("--workers must be at least 1")
     distributed = workers is not None or scheduler is not None
+    split_bytes = parse_size(split_size)
     if distributed:
         try:
             from tlswatch.distributed import cluster as dask_cluster
@@ -646,7 +672,7 @@ def analyse(inputs: tuple[str, ...], stores: tuple[str, ...], registries: tuple[
                         todo.append((path, explicit, known))
                 with dask_cluster.open_client(workers=workers, scheduler=scheduler) as client:
                     for i, (path, explicit, result) in enumerate(
-                            dask_analyse(client, todo, options), 1):
+                            dask_analyse(client, todo, options, split_size=split_bytes), 1):
                         progress.index, progress.file = i, path.name
                         status = max(status, _write_result(
                             path, explicit, result, writer=writer, existing=existing,

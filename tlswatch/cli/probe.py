@@ -12,6 +12,7 @@ import dataclasses
 import os
 import signal
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,10 @@ from tlswatch.cli.probe_options import (
     prepare,
 )
 from tlswatch.cli.progress import Progress, summary_table
+from tlswatch.failures import outcome_class
 from tlswatch.ids import new_run_id
-from tlswatch.probe.campaign import Summary, run_campaign
-from tlswatch.probe.inputs import count_lines
+from tlswatch.probe.campaign import CampaignOptions, Summary, run_campaign
+from tlswatch.probe.inputs import Task, count_lines
 from tlswatch.probe.packet_capture import CaptureUnavailable, PacketCapture
 from tlswatch.probe.runrecord import closing_run_record, run_record
 from tlswatch.sinks.base import Sink, SinkError, is_empty_output, open_sink
@@ -57,6 +59,15 @@ _RESUME = click.option(
     "--resume", is_flag=True,
     help="Continue FILE of -o: skip targets already recorded there, append the rest "
          "(give the same targets and options as the first run).")
+_DISTRIBUTED = [
+    click.option("--workers", type=int, metavar="N",
+                 help="Measure on a local Dask cluster of N worker processes (127.0.0.1 only); "
+                      "needs tlswatch[distributed]."),
+    click.option("--scheduler", metavar="tcp://HOST:PORT",
+                 help="Measure on an existing Dask cluster (`dask scheduler`, `dask worker`): "
+                      "targets x vantages are sharded across the workers, each with its share "
+                      "of --rate/--per-ip-rate/--concurrency; records are written here."),
+]
 _FORMAT = click.option(
     "--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl",
     show_default=True, help="Format of records on stdout (an -o FILE takes the format of its "
@@ -72,9 +83,9 @@ def _signals_cancel(task: asyncio.Task[Summary]) -> None:
 
 @click.command()
 @apply_options(TARGET_OPTIONS, [_PCAP], RUN_OPTIONS, [_OUTPUT, _RESUME], CHECK_OPTIONS,
-               [_FORMAT], VERBOSE_OPTIONS)
+               [_FORMAT], _DISTRIBUTED, VERBOSE_OPTIONS)
 def probe(pcap: Path | None, output: str | None, resume: bool, fmt: str,
-          **kwargs: Any) -> None:
+          workers: int | None = None, scheduler: str | None = None, **kwargs: Any) -> None:
     """Handshake with each DOMAIN (and/or each target of -i FILE), judge the chain or the
     failure, and write one tlswatch/1 record per target × vantage (JSON Lines).
 
@@ -91,10 +102,29 @@ def probe(pcap: Path | None, output: str | None, resume: bool, fmt: str,
     campaign ran (whatever the verdicts); 2 for usage or input errors; 1 when some targets
     failed inside tlswatch (reported, no record: --resume retries them); 130/143 when
     interrupted (--resume continues).
+
+    With --workers N or --scheduler, targets x vantages are measured by Dask workers in
+    shards, each with its share of the rate limits (see docs/distributed.md); the records
+    (the same set) are written here as batches finish, so --resume works the same.
     """
     err = sys.stderr
     p = ProbeParams.pop_from(kwargs)
     assert not kwargs, kwargs
+    if workers is not None and scheduler is not None:
+        raise InputError("--workers and --scheduler are mutually exclusive")
+    if workers is not None and workers < 1:
+        raise InputError("--workers must be at least 1")
+    distributed = workers is not None or scheduler is not None
+    if distributed:
+        if p.keylog is not None:
+            raise InputError("--keylog cannot be used with --workers/--scheduler (each "
+                             "worker would need the file)")
+        try:
+            from tlswatch.distributed import cluster as dask_cluster
+            dask_cluster.require_dask()
+        except ImportError:
+            raise InputError("--workers/--scheduler need Dask: install tlswatch[distributed]"
+                             ) from None
     # -- options -----------------------------------------------------------------------
     checked = check_params(p)
     if output == "-":
@@ -181,7 +211,13 @@ def probe(pcap: Path | None, output: str | None, resume: bool, fmt: str,
                 on_record=progress.record,
                 on_error=lambda m: progress.message(f"tlswatch: {m}"))
 
-        summary = asyncio.run(main())
+        if distributed:
+            summary = _run_distributed(
+                tasks, options, writer, p=p, started=started, run_id=run_id,
+                done=set(existing.ids) if existing else set(), progress=progress,
+                workers=workers, scheduler=scheduler)
+        else:
+            summary = asyncio.run(main())
         writer.write(closing_run_record(opening, datetime.now(UTC)))
         status = 1 if summary.errors else 0
     except (KeyboardInterrupt, asyncio.CancelledError) as e:
@@ -207,3 +243,45 @@ def probe(pcap: Path | None, output: str | None, resume: bool, fmt: str,
     if status:
         sys.exit(status)
 
+
+
+def _run_distributed(tasks: Iterable[Task], options: CampaignOptions, writer: Sink, *,
+                     p: ProbeParams, started: datetime, run_id: str, done: set[str],
+                     progress: Progress, workers: int | None, scheduler: str | None
+                     ) -> Summary:
+    """The campaign on a Dask cluster: batches' records written here as they come back."""
+    import time
+
+    from tlswatch.distributed import cluster as dask_cluster
+    from tlswatch.distributed.probe import JudgeSpec, probe_sharded
+
+    spec = JudgeSpec(tuple(p.stores), tuple(map(str, p.registries)), started)
+    total = Summary()
+    written = set(done)
+    t0 = time.perf_counter()
+    with dask_cluster.open_client(workers=workers, scheduler=scheduler) as client:
+        for res in probe_sharded(client, tasks, options, spec, run_id=run_id, done=done):
+            for msg in res.errors:
+                progress.message(f"tlswatch: {msg}")
+            for rec in res.records:
+                if rec["id"] in written:  # (a batch run twice is written once)
+                    continue
+                written.add(rec["id"])
+                writer.write(rec)
+                total.records += 1
+                total.verdicts[rec["verdict"]] += 1
+                total.outcomes[outcome_class(rec["outcome"])] += 1
+                progress.done += 1
+                progress.counts[rec["verdict"]] += 1
+                if progress.verbose:
+                    progress.message(f"{rec['verdict']:<12} {rec['outcome']}  "
+                                     f"{rec['target']['domain']}")
+            writer.checkpoint()
+            s = res.summary
+            total.skipped += s.skipped
+            total.errors += s.errors
+            total.retried += s.retried
+            total.measurements += s.measurements
+            total.max_in_flight = max(total.max_in_flight, s.max_in_flight)
+    total.elapsed_s = time.perf_counter() - t0
+    return total

@@ -9,6 +9,7 @@ the campaign's inputs (tasks, :class:`CampaignOptions`, judge), raising
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,7 +28,14 @@ from tlswatch.probe.campaign import (
     captive_portal_check,
     system_resolver,
 )
-from tlswatch.probe.dns import DEFAULT_BOGONS, LAB_BOGONS, BogonKind, IpVersion, parse_resolver
+from tlswatch.probe.dns import (
+    DEFAULT_BOGONS,
+    LAB_BOGONS,
+    BogonKind,
+    BogonPolicy,
+    IpVersion,
+    parse_resolver,
+)
 from tlswatch.probe.inputs import (
     Endpoint,
     InputLineError,
@@ -55,6 +63,7 @@ __all__ = [
     "Prepared",
     "ProbeParams",
     "apply_options",
+    "build_judge",
     "captive_failure",
     "check_params",
     "parse_tls_versions",
@@ -153,6 +162,10 @@ CHECK_OPTIONS: list[_Decorator] = [
                  show_default=True, metavar="STATUS", help="The status --captive-check expects."),
     click.option("--allow-loopback-answers", is_flag=True,
                  help="Lab use: DNS answers on loopback are not bogons (they are connected to)."),
+    click.option("--routable", "routable", multiple=True, metavar="CIDR",
+                 help="DNS answers in this network are not bogons: private space that stands "
+                      "for public addresses (a testbed; the namespace lab's 198.18.0.0/15). "
+                      "Repeatable."),
 ]
 
 VERBOSE_OPTIONS: list[_Decorator] = [
@@ -207,6 +220,7 @@ class ProbeParams:
     captive_check: str | None
     captive_expect: int
     allow_loopback_answers: bool
+    routable: tuple[str, ...]
     verbose: bool
 
     @classmethod
@@ -214,6 +228,21 @@ class ProbeParams:
         """Take this class's fields out of a command's keyword arguments (the rest stay)."""
         names = [f for f in cls.__dataclass_fields__]
         return cls(**{n: kwargs.pop(n) for n in names})
+
+
+def bogon_policy(kinds: frozenset[BogonKind], cidrs: tuple[str, ...],
+                 option: str) -> frozenset[BogonKind]:
+    """``kinds``, with the networks given as ``option`` exempted (one-line error if bad)."""
+    if not cidrs:
+        return kinds
+    nets = []
+    for text in cidrs:
+        try:
+            nets.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise InputError(f"{option} {text!r}: expected a network such as 198.18.0.0/15") \
+                from None
+    return BogonPolicy(kinds, tuple(nets))
 
 
 def parse_tls_versions(text: str) -> tuple[TlsVersion, TlsVersion]:
@@ -251,6 +280,18 @@ def _stores(specs: tuple[str, ...], at: datetime) -> tuple[list[TrustStore] | No
     except StoreError as e:
         raise InputError(str(e)) from None
     return stores, [(s.name, s.version) for s in stores]
+
+
+def build_judge(stores: tuple[str, ...], registries: tuple[Path, ...], at: datetime
+                ) -> ChainJudge:
+    """The judge of --store/--registry as :func:`prepare` builds it (a Dask worker rebuilds
+    it from these plain values: trust stores do not pickle)."""
+    store_list, _versions = _stores(stores, at)
+    try:
+        registry = load_registry(registries)
+    except RegistryError as e:
+        raise InputError(str(e)) from None
+    return ChainJudge(store_list, registry)
 
 
 def _ip_version(value: str) -> IpVersion:
@@ -383,7 +424,8 @@ def prepare(p: ProbeParams, checked: Checked, report: Report, *,
         raise InputError("no usable target in the input")
     stream = itertools.chain([first], tasks)
 
-    bogons = LAB_BOGONS if p.allow_loopback_answers else DEFAULT_BOGONS
+    bogons = bogon_policy(LAB_BOGONS if p.allow_loopback_answers else DEFAULT_BOGONS,
+                          p.routable, "--routable")
     try:
         keylog_obj = KeyLog(p.keylog) if p.keylog else None
     except OSError as e:

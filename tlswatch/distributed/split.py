@@ -1,0 +1,180 @@
+"""One large capture analysed by several workers: index, chunks, merge.
+
+:func:`index_file` (a task) hashes the file and builds its offset index in one pass
+(:mod:`tlswatch.capture.offset_index`) and plans the chunks; :func:`analyse_chunk` (a task
+per chunk) observes one chunk (:mod:`tlswatch.capture.chunk`: a chunk owns the flows whose
+first packet lies in it) and returns its judged records; :func:`merge_chunks` (in the
+client) makes the file's one :class:`~tlswatch.cli.analyse.FileResult`, written like a
+whole file's: its records, then its input record. Workers never write, so a chunk whose
+worker died is simply run again.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tlswatch.capture import CaptureFormatError, CaptureWarning
+from tlswatch.capture.chunk import LOOKBACK_NS, ChunkObserver
+from tlswatch.capture.observe import Observation
+from tlswatch.capture.offset_index import (
+    STEP,
+    ChunkPlan,
+    NotSplittable,
+    build_index,
+    plan_chunks,
+)
+from tlswatch.classify.capture_record import capture_record
+from tlswatch.cli.analyse import (
+    AnalyseOptions,
+    FileResult,
+    _Totals,
+    _worker_engine,
+    record_dict,
+    verbose_line,
+)
+from tlswatch.model import InputRecord, Vantage
+
+__all__ = ["ChunkResult", "FileIndex", "analyse_chunk", "index_file", "merge_chunks"]
+
+
+@dataclass(frozen=True, slots=True)
+class FileIndex:
+    """What :func:`index_file` sends back: the file's hash, its chunks and whole-file facts."""
+
+    sha256: str
+    size: int
+    format: str
+    packets: int
+    key_logs: int
+    plans: tuple[ChunkPlan, ...]
+
+
+@dataclass(slots=True)
+class ChunkResult:
+    """One chunk's records (``record_dict`` form) and figures, or its error."""
+
+    index: int
+    records: list[dict[str, Any]] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    totals: _Totals = field(default_factory=_Totals)
+    warnings: list[str] = field(default_factory=list)
+    partial: bool = False
+    keylog_summary: str = ""
+    error_kind: str | None = None
+    error: str | None = None
+
+
+def index_file(path: str, chunks: int, lookback_ns: int = LOOKBACK_NS) -> FileIndex | None:
+    """Hash and index ``path`` and plan up to ``chunks`` chunks; None when the file is to be
+    read whole (compressed, too small to split, headers too large)."""
+    try:
+        # Checkpoints at least 16 per chunk (small files in tests), else every 256 KiB.
+        idx = build_index(path, step=max(1, min(STEP, os.path.getsize(path) // (16 * chunks))))
+    except NotSplittable:
+        return None
+    plans = plan_chunks(idx, chunks, lookback_ns=lookback_ns)
+    if len(plans) < 2:
+        return None
+    return FileIndex(idx.sha256, idx.size, idx.format, idx.total_packets, idx.key_logs,
+                     tuple(plans))
+
+
+def analyse_chunk(plan: ChunkPlan, options: AnalyseOptions, sha256: str) -> ChunkResult:
+    """Observe and judge one chunk (the task a worker runs). Errors come back in the result."""
+    result = ChunkResult(index=plan.index)
+    judge, pseudonym, keylog = _worker_engine(options)
+    vantage = Vantage(name=Path(plan.path).name, kind="capture")
+    t = result.totals
+
+    def on_observation(obs: Observation) -> None:
+        out = capture_record(obs, judge, run_id=options.run_id, file_sha256=sha256,
+                             vantage=vantage, pseudonym=pseudonym)
+        if out is None:
+            t.dns_ok += 1
+            return
+        rec = out[0]
+        result.records.append(record_dict(rec))
+        if options.verbose:
+            result.lines.append(verbose_line(rec))
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CaptureWarning)
+            obs = ChunkObserver(plan, on_observation, keylog=keylog)
+            try:
+                obs.run()
+            finally:
+                obs.close()
+    except CaptureFormatError as e:
+        result.error_kind, result.error = "format", str(e)
+        return result
+    except OSError as e:
+        result.error_kind, result.error = "os", str(e.strerror or e)
+        return result
+    except Exception as e:  # a bug of ours: reported by the client, other files go on
+        result.error_kind, result.error = "internal", f"{type(e).__name__}: {e}"
+        return result
+    st = obs.stats
+    t.flows = obs.owned_flows
+    t.handshakes = st.handshakes
+    t.chains = st.chains
+    t.encrypted = st.encrypted_chains
+    t.decrypted = st.decrypted
+    t.decrypt_failed = st.decrypt_failed
+    t.cut_by_end = st.cut_by_end
+    t.dns_answers = obs.dns_answers
+    t.anomalies = Counter(obs.chunk_anomalies)
+    result.warnings = list(obs.warnings)
+    result.partial = obs.partial
+    result.keylog_summary = obs.embedded_keylog.summary()
+    return result
+
+
+def merge_chunks(path: str, index: FileIndex, chunks: list[ChunkResult],
+                 run_id: str) -> FileResult:
+    """The file's result from all its chunks' (any order): records in chunk order, the
+    input record with the figures summed (packets from the index)."""
+    result = FileResult(path=path)
+    chunks = sorted(chunks, key=lambda c: c.index)
+    bad = next((c for c in chunks if c.error_kind is not None), None)
+    if bad is not None:
+        result.error_kind, result.error = bad.error_kind, bad.error
+        return result
+    t = result.totals
+    notes: list[str] = []
+    for c in chunks:
+        result.records += c.records
+        result.lines += c.lines
+        f = c.totals
+        t.flows += f.flows
+        t.handshakes += f.handshakes
+        t.chains += f.chains
+        t.encrypted += f.encrypted
+        t.decrypted += f.decrypted
+        t.decrypt_failed += f.decrypt_failed
+        t.cut_by_end += f.cut_by_end
+        t.dns_answers += f.dns_answers
+        t.dns_ok += f.dns_ok
+        t.anomalies.update(f.anomalies)
+        notes += [w for w in c.warnings if w not in notes]
+    t.packets = index.packets
+    if index.key_logs:
+        result.note = (f"{index.key_logs} embedded TLS key log(s) read: "
+                       f"{chunks[-1].keylog_summary}")
+        notes.append(result.note)
+    if t.decrypt_failed:
+        notes.append(f"the key log did not decrypt {t.decrypt_failed} TLS 1.3 "
+                     "handshake(s) (wrong secrets for their client randoms?): their chains "
+                     "stay encrypted")
+    result.input = InputRecord(
+        run_id=run_id, path=path, sha256=index.sha256, size=index.size,
+        records=len(result.records), complete=True, partial=any(c.partial for c in chunks),
+        format=index.format, packets=index.packets, flows=t.flows, handshakes=t.handshakes,
+        anomalies=dict(sorted(t.anomalies.items())), warnings=tuple(notes),
+        anonymize_key_id=None)
+    return result
