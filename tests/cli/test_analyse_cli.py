@@ -418,3 +418,36 @@ def test_sqlite_output_and_resume(tmp_path: Path) -> None:
     r = CliRunner().invoke(cli, [*args, "--resume"])
     assert r.exit_code == 0, r.stderr
     assert [x["id"] for x in read_records(out) if x.get("kind") is None] == [first[0]["id"]]
+
+
+def test_routable_networks_are_not_bogons(tmp_path: Path) -> None:
+    from capture.capbuild import eth
+    from scapy.layers.dns import DNS, DNSQR, DNSRR
+    from scapy.layers.inet import IP, UDP
+
+    answer = eth() / IP(src="203.0.113.53", dst="192.0.2.10") / UDP(sport=53, dport=53001) / DNS(
+        id=7, qr=1, rd=1, ra=1, qd=DNSQR(qname="testbed.example"),
+        an=DNSRR(rrname="testbed.example", type="A", rdata="10.9.8.7"))
+    cap = tmp_path / "testbed-dns.pcap"
+    cap.write_bytes(pcap_bytes([(1_700_000_000 * 10**9, bytes(answer))]))
+    code, out, err = invoke(str(cap))
+    assert code == 0, err
+    (rec,) = records(lines_of(out))
+    assert rec["outcome"] == "dns/bogon:private"  # 10/8 is no public address by default
+    code, out, err = invoke(str(cap), "--routable", "10.0.0.0/8")
+    assert code == 0, err
+    assert records(lines_of(out)) == []  # the testbed's word: a normal answer, no record
+    assert "1 with nothing wrong" in err
+    code, _, err = invoke(str(cap), "--routable", "10.0.0.0/33")
+    assert code == 2
+    assert err.strip().splitlines()[-1].endswith(
+        "--routable '10.0.0.0/33': expected a network such as 198.18.0.0/15")
+
+
+def test_summary_counts_quic_flows() -> None:
+    code, out, err = invoke(str(CAPTURES / "kz2019-intercepted-quic.pcap"), "--keylog",
+                            str(CAPTURES / "kz2019-intercepted-quic.keylog"), "--store", STORE)
+    assert code == 0, err
+    (rec,) = records(lines_of(out))
+    assert rec["verdict"] == "intercepted" and rec["flow"]["transport"] == "udp"
+    assert "in 0 TCP flows and 1 QUIC flows;" in err

@@ -361,3 +361,19 @@ def test_output_format_follows_the_extension_and_sqlite_resumes(servers: Servers
         assert code == 0, err
         again = [r for r in read_records(out) if r.get("kind") is None]
         assert sorted(r["id"] for r in again) == sorted(r["id"] for r in rows)
+
+
+def test_routable_network_answers_are_connected_to(servers: Servers) -> None:
+    args = ("s1.example.com", "--resolver", servers.resolver, "--port", str(servers.tls),
+            "--store", str(servers.store), "--retries", "0", "--dns-timeout", "0.5",
+            "--timeout", "3")
+    code, out, err = invoke(*args)  # loopback answers are bogons: recorded, not connected to
+    assert code == 0, err
+    (rec,) = lines_of(out)[1:-1]
+    assert rec["outcome"] == "dns/bogon:loopback" and rec["tls"]["version"] is None
+    code, out, err = invoke(*args, "--routable", "127.0.0.0/8")
+    assert code == 0, err
+    (rec,) = lines_of(out)[1:-1]
+    assert rec["verdict"] == "ok" and rec["tls"]["version"] == "TLSv1.3"
+    code, _, err = invoke(*args, "--routable", "not-a-net")
+    assert code == 2 and "--routable 'not-a-net': expected a network" in err

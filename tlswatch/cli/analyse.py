@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import os
 import signal
@@ -28,7 +29,7 @@ from typing import Any, Final, Protocol, TextIO
 import click
 
 from tlswatch.capture import CaptureFormatError, CaptureWarning, open_capture
-from tlswatch.capture.observe import CaptureObserver, Observation
+from tlswatch.capture.observe import CaptureObserver, Observation, ObserveStats
 from tlswatch.classify.capture_record import capture_record
 from tlswatch.classify.chain import ChainJudge
 from tlswatch.classify.rules import RULES_VERSION
@@ -38,6 +39,8 @@ from tlswatch.cli.progress import Progress
 from tlswatch.failures import Verdict, outcome_class
 from tlswatch.ids import new_run_id
 from tlswatch.model import SCHEMA, InputRecord, Record, Vantage, to_dict, to_plain
+from tlswatch.probe.dns import DEFAULT_BOGONS, BogonKind
+from tlswatch.probe.dns import routable_policy as dns_policy
 from tlswatch.probe.runrecord import closing_run_record, run_record
 from tlswatch.sinks.base import Sink, SinkError, is_empty_output, open_sink
 from tlswatch.sinks.jsonl import JsonlWriter
@@ -189,11 +192,42 @@ class _Totals:
     cut_by_end: int = 0
     dns_answers: int = 0
     dns_ok: int = 0
+    dns_tcp: int = 0
+    quic_flows: int = 0
+    starttls: int = 0
+    starttls_failed: int = 0
+    reassembled: int = 0
     records: int = 0
     already: int = 0
     verdicts: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
     anomalies: Counter[str] = field(default_factory=Counter)
+
+    def add_stats(self, st: ObserveStats) -> None:
+        """What one observer (a file, or a chunk of one) counted."""
+        self.handshakes += st.handshakes
+        self.chains += st.chains
+        self.encrypted += st.encrypted_chains
+        self.decrypted += st.decrypted
+        self.decrypt_failed += st.decrypt_failed
+        self.cut_by_end += st.cut_by_end
+        self.dns_tcp += st.dns_tcp_answers
+        self.quic_flows += st.quic_flows
+        self.starttls += st.starttls
+        self.starttls_failed += st.starttls_failed
+        self.reassembled += st.reassembled
+
+    def add_figures(self, other: _Totals) -> None:
+        """Another file's or chunk's observation figures (not its records or verdicts,
+        which are counted as they are written)."""
+        for name in _FIGURES:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.anomalies.update(other.anomalies)
+
+
+_FIGURES: Final = ("flows", "handshakes", "chains", "encrypted", "decrypted", "decrypt_failed",
+                   "cut_by_end", "dns_answers", "dns_ok", "dns_tcp", "quic_flows", "starttls",
+                   "starttls_failed", "reassembled")
 
 
 class _FileProgress(Progress):
@@ -251,9 +285,11 @@ class _FileRun:
     def __init__(self, path: Path, *, judge: ChainJudge, writer: _Writer, run_id: str,
                  existing: _Existing, pseudonym: Callable[[str], str] | None,
                  progress: _FileProgress, totals: _Totals, seen_sha: dict[str, str],
-                 known_sha: str | None, keylog: KeyLog | None = None) -> None:
+                 known_sha: str | None, keylog: KeyLog | None = None,
+                 bogons: frozenset[BogonKind] | None = None) -> None:
         self.path = path
         self.keylog = keylog
+        self.bogons = bogons
         self.judge = judge
         self.writer = writer
         self.run_id = run_id
@@ -313,7 +349,8 @@ class _FileRun:
     def _write(self, obs: Observation) -> None:
         assert self.sha is not None
         out = capture_record(obs, self.judge, run_id=self.run_id, file_sha256=self.sha,
-                             vantage=self.vantage, pseudonym=self.pseudonym)
+                             vantage=self.vantage, pseudonym=self.pseudonym,
+                             bogons=self.bogons)
         t = self.totals
         if out is None:
             t.dns_ok += 1
@@ -358,13 +395,8 @@ class _FileRun:
         t = self.totals
         t.packets += reader.packets
         t.flows += obs.flows_seen
-        t.handshakes += st.handshakes
-        t.chains += st.chains
-        t.encrypted += st.encrypted_chains
-        t.decrypted += st.decrypted
-        t.decrypt_failed += st.decrypt_failed
-        t.cut_by_end += st.cut_by_end
         t.dns_answers += st.dns_answers
+        t.add_stats(st)
         t.anomalies.update(anomalies)
         notes = list(reader.warnings)
         if st.key_logs:
@@ -423,15 +455,23 @@ def _summary(t: _Totals, elapsed: float, top: int = 10) -> str:
              + (f", {t.skipped_done} already done" if t.skipped_done else "")
              + (f", {t.skipped_other} skipped" if t.skipped_other else "")
              + (f", {t.errors} failed" if t.errors else ""),
-             f"packets        {t.packets:,} in {t.flows:,} TCP flows; {t.dns_answers:,} DNS "
-             f"answers ({t.dns_ok:,} with nothing wrong: no record)",
+             f"packets        {t.packets:,} in {t.flows:,} TCP flows"
+             + (f" and {t.quic_flows:,} QUIC flows" if t.quic_flows else "")
+             + f"; {t.dns_answers:,} DNS answers"
+             + (f" ({t.dns_tcp:,} over TCP)" if t.dns_tcp else "")
+             + f" ({t.dns_ok:,} with nothing wrong: no record)"
+             + (f"; {t.reassembled:,} IP datagrams reassembled from fragments"
+                if t.reassembled else ""),
              f"TLS handshakes {t.handshakes:,} ({t.chains:,} chains in cleartext, "
              f"{t.encrypted:,} encrypted: TLS 1.3" + (
                  f"; {t.decrypted:,} decrypted with key logs" if t.decrypted else "") + (
                  f"; {t.decrypt_failed:,} not decrypted by the key log"
                  if t.decrypt_failed else "") + ")" + (
                  f"; {t.cut_by_end:,} unanswered when the capture ended (no record)"
-                 if t.cut_by_end else ""),
+                 if t.cut_by_end else "") + (
+                 f"; {t.starttls:,} after a STARTTLS upgrade" if t.starttls else "") + (
+                 f", {t.starttls_failed:,} STARTTLS refused or cut" if t.starttls_failed
+                 else ""),
              "verdict        records"]
     for v in Verdict:
         if t.verdicts[v]:
@@ -490,6 +530,10 @@ def _summary(t: _Totals, elapsed: float, top: int = 10) -> str:
 @click.option("--scheduler", metavar="tcp://HOST:PORT",
               help="Analyse the files on an existing Dask cluster (`dask scheduler`, `dask "
                    "worker`): the workers must see the files at the same paths.")
+@click.option("--routable", "routable", multiple=True, metavar="CIDR",
+              help="DNS answers in this network are not bogons: private space that stands for "
+                   "public addresses (a testbed; the namespace lab's 198.18.0.0/15). "
+                   "Repeatable.")
 @click.option("--split-size", "split_size", metavar="SIZE", default="256MB", show_default=True,
               help="With --workers/--scheduler: an uncompressed capture of SIZE or more (e.g. "
                    "64MB, 1GB; 0: never) is split into chunks analysed by several workers "
@@ -498,7 +542,7 @@ def analyse(inputs: tuple[str, ...], stores: tuple[str, ...], registries: tuple[
             output: str | None, resume: bool, anonymize: bool, anonymize_key: Path | None,
             fmt: str, verbose: bool, workers: int | None = None,
             scheduler: str | None = None, keylogs: tuple[Path, ...] = (),
-            split_size: str = "256MB") -> None:
+            split_size: str = "256MB", routable: tuple[str, ...] = ()) -> None:
     """Judge every TLS handshake and DNS answer in pcap/pcapng captures (also gzip, xz or
     bzip2 compressed, found by magic number, not by name) and write one tlswatch/1 record
     each (JSON Lines, source "pcap").
@@ -548,6 +592,7 @@ def analyse(inputs: tuple[str, ...], stores: tuple[str, ...], registries: tuple[
         raise InputError("--workers must be at least 1")
     distributed = workers is not None or scheduler is not None
     split_bytes = parse_size(split_size)
+    routable_policy(routable)  # a bad network is a usage error now, not in a worker
     if distributed:
         try:
             from tlswatch.distributed import cluster as dask_cluster
@@ -662,7 +707,7 @@ def analyse(inputs: tuple[str, ...], stores: tuple[str, ...], registries: tuple[
                 options = AnalyseOptions(
                     run_id=run_id, stores=tuple(stores), registries=tuple(map(str, registries)),
                     anonymize_key=key, verbose=verbose,
-                    keylogs=tuple(str(k) for k in keylogs))
+                    keylogs=tuple(str(k) for k in keylogs), routable=routable)
                 todo: list[tuple[Path, bool, str | None]] = []
                 for path, explicit in files:
                     st, known = _precheck(path, existing=existing, progress=progress,
@@ -683,7 +728,8 @@ def analyse(inputs: tuple[str, ...], stores: tuple[str, ...], registries: tuple[
                     status = max(status, _analyse_one(
                         path, explicit, judge=judge, writer=writer, run_id=run_id,
                         existing=existing, pseudonym=pseudonym, kid=kid, progress=progress,
-                        totals=totals, seen_sha=seen_sha, resume=resume, keylog=keylog))
+                        totals=totals, seen_sha=seen_sha, resume=resume, keylog=keylog,
+                        bogons=routable_policy(routable)))
         writer.write(closing_run_record(opening, datetime.now(UTC)))
     except (KeyboardInterrupt, _Interrupted) as e:
         progress.message("tlswatch: interrupted; run again with --resume to finish")
@@ -709,7 +755,8 @@ def analyse(inputs: tuple[str, ...], stores: tuple[str, ...], registries: tuple[
 def _analyse_one(path: Path, explicit: bool, *, judge: ChainJudge, writer: Sink,
                  run_id: str, existing: _Existing, pseudonym: Callable[[str], str] | None,
                  kid: str | None, progress: _FileProgress, totals: _Totals,
-                 seen_sha: dict[str, str], resume: bool, keylog: KeyLog | None = None) -> int:
+                 seen_sha: dict[str, str], resume: bool, keylog: KeyLog | None = None,
+                 bogons: frozenset[BogonKind] | None = None) -> int:
     """One capture; returns the exit status it calls for (0 or 1)."""
     name = terminal_safe(str(path))
     try:
@@ -723,7 +770,7 @@ def _analyse_one(path: Path, explicit: bool, *, judge: ChainJudge, writer: Sink,
             return 0
         run = _FileRun(path, judge=judge, writer=writer, run_id=run_id, existing=existing,
                        pseudonym=pseudonym, progress=progress, totals=totals,
-                       seen_sha=seen_sha, known_sha=known, keylog=keylog)
+                       seen_sha=seen_sha, known_sha=known, keylog=keylog, bogons=bogons)
         inp = run.run()
     except _Duplicate as e:
         totals.skipped_other += 1
@@ -788,6 +835,7 @@ class AnalyseOptions:
     anonymize_key: bytes | None = None  # the Crypto-PAn key itself (not its path)
     verbose: bool = False  # also return one -v line per record
     keylogs: tuple[str, ...] = ()  # --keylog paths (workers must see them at these paths)
+    routable: tuple[str, ...] = ()  # --routable networks (answers there are not bogons)
 
 
 @dataclass(slots=True)
@@ -856,6 +904,15 @@ _ENGINES: dict[tuple[tuple[str, ...], tuple[str, ...], bytes | None, tuple[str, 
 _ENGINES_LOCK = threading.Lock()
 
 
+@functools.lru_cache(maxsize=8)
+def routable_policy(routable: tuple[str, ...]) -> frozenset[BogonKind] | None:
+    """The bogon policy of ``--routable`` networks (None: the default), built once."""
+    try:
+        return dns_policy(DEFAULT_BOGONS, routable) if routable else None
+    except ValueError as e:
+        raise InputError(str(e)) from None
+
+
 def _worker_engine(options: AnalyseOptions
                    ) -> tuple[ChainJudge, Callable[[str], str] | None, KeyLog | None]:
     """The judge, pseudonym function and key log for ``options``, built once per process
@@ -895,7 +952,7 @@ def analyse_file(path: str | Path, options: AnalyseOptions, known_sha: str | Non
             run = _FileRun(p, judge=judge, writer=sink, run_id=options.run_id,
                            existing=_Existing(), pseudonym=pseudonym, progress=progress,
                            totals=result.totals, seen_sha={}, known_sha=known_sha,
-                           keylog=keylog)
+                           keylog=keylog, bogons=routable_policy(options.routable))
             result.input = run.run()
     except CaptureFormatError as e:
         result.error_kind, result.error = "format", str(e)
@@ -979,17 +1036,7 @@ def _write_result(path: Path, explicit: bool, result: FileResult, *, writer: Sin
     writer.write(to_dict(inp))
     writer.checkpoint()
     totals.records += written
-    f = result.totals
-    totals.packets += f.packets
-    totals.flows += f.flows
-    totals.handshakes += f.handshakes
-    totals.chains += f.chains
-    totals.encrypted += f.encrypted
-    totals.decrypted += f.decrypted
-    totals.decrypt_failed += f.decrypt_failed
-    totals.cut_by_end += f.cut_by_end
-    totals.dns_answers += f.dns_answers
-    totals.dns_ok += f.dns_ok
-    totals.anomalies.update(f.anomalies)
+    totals.packets += result.totals.packets
+    totals.add_figures(result.totals)
     _file_done(inp, name, result.note, totals=totals, progress=progress)
     return 0

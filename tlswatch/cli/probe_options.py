@@ -9,7 +9,6 @@ the campaign's inputs (tasks, :class:`CampaignOptions`, judge), raising
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -32,9 +31,9 @@ from tlswatch.probe.dns import (
     DEFAULT_BOGONS,
     LAB_BOGONS,
     BogonKind,
-    BogonPolicy,
     IpVersion,
     parse_resolver,
+    routable_policy,
 )
 from tlswatch.probe.inputs import (
     Endpoint,
@@ -233,16 +232,10 @@ class ProbeParams:
 def bogon_policy(kinds: frozenset[BogonKind], cidrs: tuple[str, ...],
                  option: str) -> frozenset[BogonKind]:
     """``kinds``, with the networks given as ``option`` exempted (one-line error if bad)."""
-    if not cidrs:
-        return kinds
-    nets = []
-    for text in cidrs:
-        try:
-            nets.append(ipaddress.ip_network(text, strict=False))
-        except ValueError:
-            raise InputError(f"{option} {text!r}: expected a network such as 198.18.0.0/15") \
-                from None
-    return BogonPolicy(kinds, tuple(nets))
+    try:
+        return routable_policy(kinds, cidrs, option)
+    except ValueError as e:
+        raise InputError(str(e)) from None
 
 
 def parse_tls_versions(text: str) -> tuple[TlsVersion, TlsVersion]:

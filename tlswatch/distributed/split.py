@@ -35,6 +35,7 @@ from tlswatch.cli.analyse import (
     _Totals,
     _worker_engine,
     record_dict,
+    routable_policy,
     verbose_line,
 )
 from tlswatch.model import InputRecord, Vantage
@@ -89,11 +90,12 @@ def analyse_chunk(plan: ChunkPlan, options: AnalyseOptions, sha256: str) -> Chun
     result = ChunkResult(index=plan.index)
     judge, pseudonym, keylog = _worker_engine(options)
     vantage = Vantage(name=Path(plan.path).name, kind="capture")
+    bogons = routable_policy(options.routable)
     t = result.totals
 
     def on_observation(obs: Observation) -> None:
         out = capture_record(obs, judge, run_id=options.run_id, file_sha256=sha256,
-                             vantage=vantage, pseudonym=pseudonym)
+                             vantage=vantage, pseudonym=pseudonym, bogons=bogons)
         if out is None:
             t.dns_ok += 1
             return
@@ -119,15 +121,9 @@ def analyse_chunk(plan: ChunkPlan, options: AnalyseOptions, sha256: str) -> Chun
     except Exception as e:  # a bug of ours: reported by the client, other files go on
         result.error_kind, result.error = "internal", f"{type(e).__name__}: {e}"
         return result
-    st = obs.stats
     t.flows = obs.owned_flows
-    t.handshakes = st.handshakes
-    t.chains = st.chains
-    t.encrypted = st.encrypted_chains
-    t.decrypted = st.decrypted
-    t.decrypt_failed = st.decrypt_failed
-    t.cut_by_end = st.cut_by_end
     t.dns_answers = obs.dns_answers
+    t.add_stats(obs.stats)
     t.anomalies = Counter(obs.chunk_anomalies)
     result.warnings = list(obs.warnings)
     result.partial = obs.partial
@@ -150,17 +146,7 @@ def merge_chunks(path: str, index: FileIndex, chunks: list[ChunkResult],
     for c in chunks:
         result.records += c.records
         result.lines += c.lines
-        f = c.totals
-        t.flows += f.flows
-        t.handshakes += f.handshakes
-        t.chains += f.chains
-        t.encrypted += f.encrypted
-        t.decrypted += f.decrypted
-        t.decrypt_failed += f.decrypt_failed
-        t.cut_by_end += f.cut_by_end
-        t.dns_answers += f.dns_answers
-        t.dns_ok += f.dns_ok
-        t.anomalies.update(f.anomalies)
+        t.add_figures(c.totals)
         notes += [w for w in c.warnings if w not in notes]
     t.packets = index.packets
     if index.key_logs:

@@ -35,6 +35,7 @@ __all__ = [
     "bogon_kind",
     "parse_resolver",
     "resolve",
+    "routable_policy",
 ]
 
 BogonKind = Literal["zero", "loopback", "private", "link_local", "multicast", "reserved"]
@@ -79,6 +80,21 @@ class BogonPolicy(frozenset[BogonKind]):
 
     def __repr__(self) -> str:
         return f"BogonPolicy({sorted(self)!r}, routable={[str(n) for n in self.routable]!r})"
+
+
+def routable_policy(kinds: frozenset[BogonKind], cidrs: tuple[str, ...],
+                    option: str = "--routable") -> frozenset[BogonKind]:
+    """``kinds`` with the networks ``cidrs`` exempted; ValueError (one line) for a bad one."""
+    if not cidrs:
+        return kinds
+    nets: list[Network] = []
+    for text in cidrs:
+        try:
+            nets.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise ValueError(f"{option} {text!r}: expected a network such as 198.18.0.0/15") \
+                from None
+    return BogonPolicy(kinds, tuple(nets))
 
 
 def bogon_kind(ip: str, policy: frozenset[BogonKind] = DEFAULT_BOGONS) -> BogonKind | None:
