@@ -658,6 +658,8 @@ class CaptureObserver:
         dec = st.dec
         if tls13 and dec is not None and dec.certificates:
             chain = dec.certificates
+        if dec is not None:
+            notes += dec.anomalies  # certificate_compressed:<algorithm>[:<problem>]
         encrypted = tls13 and not chain
         if failure is None and st.done_ns is None and not chain and not tls13 \
                 and not st.server_gap:

@@ -4,8 +4,9 @@ With ``SERVER_HANDSHAKE_TRAFFIC_SECRET`` (or the client's) for a session's Clien
 random and the ServerHello's cipher suite, Handshake packets (RFC 9001 §4.1.4) are opened,
 their CRYPTO frames reassembled (out of order, duplicated, split across packets) and the
 TLS handshake messages decoded: EncryptedExtensions (the server's ALPN), Certificate (the
-chain, TLS 1.3 layout), CertificateVerify and Finished. Packets that arrive before the keys
-are known (reordered datagrams) wait in a small bounded queue.
+chain, TLS 1.3 layout) or CompressedCertificate (RFC 8879, inflated with a bounded output;
+:attr:`HandshakeSpace.anomalies` notes it), CertificateVerify and Finished. Packets that
+arrive before the keys are known (reordered datagrams) wait in a small bounded queue.
 
 :attr:`HandshakeSpace.state` uses the TCP key-log vocabulary
 (:data:`tlswatch.capture.observe.KEYLOG_STATES`): ``decrypted`` once Finished was read,
@@ -20,8 +21,13 @@ from typing import Final
 
 from ..tls._reader import Reader
 from ..tls.decrypt import CIPHER_SUITES
-from ..tls.events import CertificateEvent, InvalidEvent
-from ..tls.handshake import HandshakeMessage, HandshakeType, OversizedMessage
+from ..tls.events import CertificateEvent, CompressedCertificateErrorEvent, InvalidEvent
+from ..tls.handshake import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    HandshakeMessage,
+    HandshakeType,
+    OversizedMessage,
+)
 from ..tls.hello import DecodeError
 from ..tls.parser import decode_handshake_message
 from .crypto_stream import DEFAULT_MAX_CRYPTO_BYTES, CryptoStream
@@ -40,6 +46,7 @@ MAX_PENDING_PACKETS: Final = 16
 #: ALPN protocols are at most 255 bytes (RFC 7301); this is what a record keeps of one.
 _MAX_ALPN: Final = 255
 _ALPN_EXTENSION: Final = 16
+_MAX_ANOMALIES: Final = 4
 
 
 def encrypted_extensions_alpn(body: bytes) -> str | None:
@@ -76,7 +83,8 @@ class HandshakeSpace:
     alpn: str | None = None
     chain: tuple[bytes, ...] | None = None
     close: ConnectionCloseFrame | None = None
-    compressed_certificate: bool = False
+    # certificate_compressed:<algorithm>[:<problem>] when the chain came compressed
+    anomalies: list[str] = field(default_factory=list)
     frame_error: str | None = None
     _pending: list[tuple[bytes, LongHeader]] = field(default_factory=list, init=False,
                                                      repr=False)
@@ -173,15 +181,19 @@ class HandshakeSpace:
                 self.alpn = encrypted_extensions_alpn(msg.body)
             except DecodeError as exc:
                 self._stop("invalid", f"EncryptedExtensions: {exc}")
-        elif t == HandshakeType.CERTIFICATE and self.server:
-            ev = decode_handshake_message(msg, tls13=True)
+        elif t in (HandshakeType.CERTIFICATE, HandshakeType.COMPRESSED_CERTIFICATE) \
+                and self.server:
+            # The decompressed size is capped like a reassembled message, not by CRYPTO bytes.
+            ev = decode_handshake_message(msg, tls13=True,
+                                          max_certificate_size=DEFAULT_MAX_MESSAGE_SIZE)
             if isinstance(ev, InvalidEvent):
                 self._stop("invalid", f"{ev.reason}: {ev.detail}")
-            elif isinstance(ev, CertificateEvent) and self.chain is None:
+                return
+            if isinstance(ev, CertificateEvent) and self.chain is None:
                 self.chain = ev.certificates
-        elif t == HandshakeType.COMPRESSED_CERTIFICATE and self.server:
-            # RFC 8879: the chain is brotli/zlib/zstd-compressed; not decoded here.
-            self.compressed_certificate = True
+            if isinstance(ev, CertificateEvent | CompressedCertificateErrorEvent) \
+                    and ev.note is not None and len(self.anomalies) < _MAX_ANOMALIES:
+                self.anomalies.append(ev.note)
         elif t == HandshakeType.FINISHED:
             self.finished = True
             self.state, self.detail = "decrypted", ""

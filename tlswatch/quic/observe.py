@@ -284,10 +284,8 @@ def _keylog_result(flow: _Flow) -> None:
     obs.chain_der = srv.chain or ()
     obs.server_alpn = srv.alpn
     obs.handshake_complete = cli.finished or (srv.finished and cli.state == "no_key")
-    if srv.compressed_certificate and not obs.chain_der:
-        _anomaly(obs, "server:compressed_certificate")
-        obs.keylog_detail = ("the server sent a compressed certificate (RFC 8879), "
-                             "which is not decoded")
+    for note in srv.anomalies:  # certificate_compressed:<algorithm>[:<problem>]
+        _anomaly(obs, f"server:{note}")
     for space in (srv, cli):
         if space.frame_error is not None:
             _anomaly(obs, f"{space.side}:handshake:{space.frame_error}")

@@ -13,6 +13,8 @@ shape with no 1-RTT data (the capture ends after the client's Finished): client 
 (ClientHello, padded to 1200 bytes) / server Initial (ACK, ServerHello) coalesced with the
 first Handshake packet, then Handshake packets with the rest of the server's flight /
 client Initial (ACK) coalesced with a Handshake packet (ACK, Finished), padded.
+With ``compress_certificate`` the chain travels as an RFC 8879 CompressedCertificate, as
+Google's and Cloudflare's QUIC servers send it to browsers.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from tlswatch.quic.protection import QUIC_V1, PacketKeys, packet_keys
 from tlswatch.testing.keys import PrivateKey
 from tlswatch.testing.transcripts import (
     TLS_AES_128_GCM_SHA256,
+    CertificateCompression,
+    compress_certificate_extension,
+    compressed_certificate_message,
     derive_secret,
     early_secret,
     finished_verify_data,
@@ -116,8 +121,15 @@ def _public(key: X25519PrivateKey) -> bytes:
 
 def quic_handshake(chain: Sequence[x509.Certificate], key: PrivateKey, *, sni: str,
                    seed: int = 0, label: str = "", version: int = QUIC_V1,
-                   suite: int = TLS_AES_128_GCM_SHA256, alpn: str = "h3") -> QuicTranscript:
-    """A full QUIC handshake presenting ``chain`` (leaf first), signed with ``key``."""
+                   suite: int = TLS_AES_128_GCM_SHA256, alpn: str = "h3",
+                   compress_certificate: CertificateCompression | None = None,
+                   ) -> QuicTranscript:
+    """A full QUIC handshake presenting ``chain`` (leaf first), signed with ``key``.
+
+    ``compress_certificate`` (an algorithm name or a message builder, see
+    :data:`~tlswatch.testing.transcripts.CertificateCompression`): the client offers
+    ``compress_certificate`` and the server sends a CompressedCertificate instead.
+    """
     if not chain:
         raise ValueError("a server needs at least one certificate")
     label = label or f"quic:{sni}"
@@ -145,6 +157,8 @@ def quic_handshake(chain: Sequence[x509.Certificate], key: PrivateKey, *, sni: s
                                          (_TP_MAX_DATA, _varint(1 << 20)),
                                          (_TP_STREAMS_BIDI, _varint(100)),
                                          (_TP_ISCID, c_scid)])),
+                 *(() if compress_certificate is None
+                   else (compress_certificate_extension(),)),
              ))))
     sh = _hs(_HS_SH, b"\x03\x03" + s_random + b"\x00" + suite.to_bytes(2, "big") + b"\x00"
              + _vec(2, _ext(_EXT_VERSIONS, b"\x03\x04")
@@ -159,6 +173,8 @@ def quic_handshake(chain: Sequence[x509.Certificate], key: PrivateKey, *, sni: s
         (_TP_ISCID, s_scid)]))))
     cert = _hs(_HS_CERT, b"\x00" + _vec(3, b"".join(
         _vec(3, c.public_bytes(serialization.Encoding.DER)) + b"\x00\x00" for c in chain)))
+    if compress_certificate is not None:
+        cert = compressed_certificate_message(cert[4:], compress_certificate)
     cv_content = (b" " * 64 + b"TLS 1.3, server CertificateVerify\x00"
                   + transcript_hash(alg, (ch, sh, ee, cert)))
     sig_alg, sig = _sign(key, cv_content, seeded_bytes(seed, label, "pss-salt", 32))

@@ -24,13 +24,19 @@ Typical use::
     t = tls13_handshake(chain, leaf_key, sni="example.org", seed=0, label="clean-tls13")
     t.flights        # (Flight(sender, data, what), ...) in the order they are sent
     t.keylog         # SSLKEYLOGFILE lines for the session
+
+``tls13_handshake(..., compress_certificate="brotli")`` sends the chain as an RFC 8879
+CompressedCertificate (the client then offers ``compress_certificate``), as Google and
+Cloudflare answer browsers; a callable there builds a hand-made (e.g. lying) message.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Sequence
+import importlib
+import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -47,6 +53,7 @@ from tlswatch.testing.keys import PrivateKey
 __all__ = [
     "ALERT_CLOSE_NOTIFY",
     "ALERT_HANDSHAKE_FAILURE",
+    "CERTIFICATE_COMPRESSION",
     "CIPHER_SUITE_NAMES",
     "HRR_RANDOM",
     "TLS12_ECDHE_ECDSA_AES128_GCM",
@@ -54,11 +61,15 @@ __all__ = [
     "TLS_AES_128_GCM_SHA256",
     "TLS_AES_256_GCM_SHA384",
     "TLS_CHACHA20_POLY1305_SHA256",
+    "CertificateCompression",
     "Flight",
     "Side",
     "Transcript",
     "alert_record",
     "client_hello_only",
+    "compress_certificate_body",
+    "compress_certificate_extension",
+    "compressed_certificate_message",
     "derive_secret",
     "early_secret",
     "finished_verify_data",
@@ -94,6 +105,12 @@ CIPHER_SUITE_NAMES: dict[int, str] = {
     TLS12_ECDHE_RSA_AES128_GCM: "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
 }
 
+#: RFC 8879 CertificateCompressionAlgorithm code points.
+CERTIFICATE_COMPRESSION: dict[str, int] = {"zlib": 1, "brotli": 2, "zstd": 3}
+#: An algorithm name, or a function from a Certificate message body to a whole
+#: CompressedCertificate body (algorithm, uncompressed_length, data) for hand-made messages.
+CertificateCompression = str | Callable[[bytes], bytes]
+
 #: ServerHello.random of a HelloRetryRequest (RFC 8446 §4.1.3): SHA-256("HelloRetryRequest").
 HRR_RANDOM = hashlib.sha256(b"HelloRetryRequest").digest()
 
@@ -105,7 +122,9 @@ ALERT_CLOSE_NOTIFY = bytes.fromhex("15030300020100")
 _CT_CCS, _CT_ALERT, _CT_HANDSHAKE, _CT_APPDATA = 20, 21, 22, 23
 _HS_CLIENT_HELLO, _HS_SERVER_HELLO, _HS_EE = 1, 2, 8
 _HS_CERTIFICATE, _HS_SKE, _HS_SHD, _HS_CV, _HS_CKE, _HS_FINISHED = 11, 12, 14, 15, 16, 20
+_HS_COMPRESSED_CERTIFICATE = 25
 _HS_MESSAGE_HASH = 254
+_EXT_COMPRESS_CERTIFICATE = 27
 _EXT_SNI, _EXT_GROUPS, _EXT_POINT_FORMATS, _EXT_SIG_ALGS, _EXT_ALPN = 0, 10, 11, 13, 16
 _EXT_VERSIONS, _EXT_PSK_MODES, _EXT_KEY_SHARE, _EXT_RENEGOTIATION = 43, 45, 51, 0xFF01
 _X25519, _SECP256R1, _SECP384R1 = 0x001D, 0x0017, 0x0018
@@ -231,6 +250,7 @@ def _client_hello(
     *,
     tls13: bool,
     key_shares: Sequence[tuple[int, bytes]] = (),
+    extra: Sequence[bytes] = (),
 ) -> bytes:
     suites = ((0x1301, 0x1302, 0x1303) if tls13 else ()) + _TLS12_SUITES
     exts = [
@@ -246,6 +266,7 @@ def _client_hello(
             _ext(_EXT_PSK_MODES, _vec8(b"\x01")),  # psk_dhe_ke
             _ext(_EXT_KEY_SHARE, _vec16(b"".join(_u16(g) + _vec16(k) for g, k in key_shares))),
         ]
+    exts += extra
     exts.append(_ext(_EXT_RENEGOTIATION, _vec8(b"")))
     body = (
         _u16(0x0303)
@@ -256,6 +277,43 @@ def _client_hello(
         + _vec16(b"".join(exts))
     )
     return _handshake(_HS_CLIENT_HELLO, body)
+
+
+def compress_certificate_extension(algorithms: Sequence[str] = ("zlib", "brotli", "zstd")) -> bytes:
+    """A ClientHello ``compress_certificate`` extension (RFC 8879 §3) offering ``algorithms``."""
+    codes = b"".join(_u16(CERTIFICATE_COMPRESSION[a]) for a in algorithms)
+    return _ext(_EXT_COMPRESS_CERTIFICATE, _vec8(codes))
+
+
+def compress_certificate_body(body: bytes, algorithm: str) -> bytes:
+    """``body`` compressed with an RFC 8879 algorithm (zstd needs the zstandard package)."""
+    out: bytes
+    if algorithm == "zlib":
+        out = zlib.compress(body, 9)
+    elif algorithm == "brotli":
+        out = importlib.import_module("brotli").compress(body)
+    elif algorithm == "zstd":
+        out = importlib.import_module("zstandard").ZstdCompressor(
+            write_content_size=True).compress(body)
+    else:
+        raise ValueError(f"unknown certificate compression {algorithm!r}")
+    return out
+
+
+def compressed_certificate_message(
+    certificate_body: bytes, compression: CertificateCompression
+) -> bytes:
+    """The CompressedCertificate handshake message (header included) standing in for a
+    Certificate message whose body is ``certificate_body`` (RFC 8879 §4)."""
+    if callable(compression):
+        body = compression(certificate_body)
+    else:
+        body = (
+            _u16(CERTIFICATE_COMPRESSION[compression])
+            + _u24(len(certificate_body))
+            + _vec24(compress_certificate_body(certificate_body, compression))
+        )
+    return _handshake(_HS_COMPRESSED_CERTIFICATE, body)
 
 
 def _server_hello(random: bytes, session_id: bytes, suite: int, exts: Sequence[bytes]) -> bytes:
@@ -489,6 +547,7 @@ def tls13_handshake(
     request: bytes | None = None,
     response: bytes | None = None,
     hello_retry: bool = False,
+    compress_certificate: CertificateCompression | None = None,
 ) -> Transcript:
     """A full TLS 1.3 (EC)DHE handshake presenting ``chain`` (leaf first), then one exchange.
 
@@ -496,9 +555,12 @@ def tls13_handshake(
     server answers with a HelloRetryRequest for X25519). The server signs CertificateVerify
     with ``key``: deterministic ECDSA for EC leaves, RSA-PSS with a seeded salt for RSA.
     Both sides use middlebox-compatibility mode (session id + ChangeCipherSpec), as browsers
-    and OpenSSL do.
+    and OpenSSL do. With ``compress_certificate`` (see :data:`CertificateCompression`) the
+    client offers zlib, brotli and zstd and the server sends a CompressedCertificate, which
+    takes the Certificate's place in the transcript hash (RFC 8879 §4).
     """
     _check_chain(chain, key)
+    extra = () if compress_certificate is None else (compress_certificate_extension(),)
     algorithm = hash_for_suite(suite)
     label = label or sni
     client_random = seeded_bytes(seed, label, "client-random", 32)
@@ -518,7 +580,13 @@ def tls13_handshake(
             serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
         )
         ch1 = _client_hello(
-            client_random, session_id, sni, offer, tls13=True, key_shares=[(_SECP256R1, p256_pub)]
+            client_random,
+            session_id,
+            sni,
+            offer,
+            tls13=True,
+            key_shares=[(_SECP256R1, p256_pub)],
+            extra=extra,
         )
         hrr = _server_hello(
             HRR_RANDOM,
@@ -546,6 +614,7 @@ def tls13_handshake(
         offer,
         tls13=True,
         key_shares=[(_X25519, _x25519_public(c_key))],
+        extra=extra,
     )
     sh = _server_hello(
         server_random,
@@ -581,6 +650,8 @@ def tls13_handshake(
     ee = _handshake(_HS_EE, _vec16(_ext(_EXT_SNI, b"") + _ext(_EXT_ALPN, _alpn_body([alpn]))))
     cert_list = b"".join(_vec24(_der(c)) + _vec16(b"") for c in chain)
     cert = _handshake(_HS_CERTIFICATE, _vec8(b"") + _vec24(cert_list))
+    if compress_certificate is not None:
+        cert = compressed_certificate_message(cert[4:], compress_certificate)
     messages += [ee, cert]
     cv_content = (
         b" " * 64 + b"TLS 1.3, server CertificateVerify\x00" + transcript_hash(algorithm, messages)

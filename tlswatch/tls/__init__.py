@@ -11,6 +11,13 @@ Typical use (a probe or the capture analyser)::
 
 from .alerts import ALERT_NAMES, alert_name
 from .certificate import CertificateMessage, decode_certificate
+from .compressed_certificate import (
+    CompressedCertificate,
+    DecompressionError,
+    available_algorithms,
+    decode_compressed_certificate,
+    decompress_certificate,
+)
 from .connection import HISTORY_LETTERS, TLSConnection, history_letter
 from .decrypt import (
     CIPHER_SUITES,
@@ -28,6 +35,7 @@ from .events import (
     CertificateEvent,
     ChangeCipherSpecEvent,
     ClientHelloEvent,
+    CompressedCertificateErrorEvent,
     EncryptedRecordEvent,
     EndOfStreamEvent,
     Event,
@@ -74,8 +82,11 @@ __all__ = [
     "CipherSuite",
     "ClientHello",
     "ClientHelloEvent",
+    "CompressedCertificate",
+    "CompressedCertificateErrorEvent",
     "ContentType",
     "DecodeError",
+    "DecompressionError",
     "DecryptError",
     "DecryptState",
     "Detection",
@@ -100,12 +111,15 @@ __all__ = [
     "TLSConnection",
     "TLSParser",
     "alert_name",
+    "available_algorithms",
     "check_record_header",
     "decode_certificate",
     "decode_client_hello",
+    "decode_compressed_certificate",
     "decode_handshake_message",
     "decode_server_hello",
     "decode_sslv2_client_hello",
+    "decompress_certificate",
     "history_letter",
     "hkdf_expand_label",
     "is_grease",

@@ -5,7 +5,7 @@ server, in arrival order as fed.
 
 ====  ==========================================  ====  ===================================
 C     client_hello                                 S     server_hello
-H     hello_retry_request                          X     certificate
+H     hello_retry_request                          X     certificate (compressed too)
 K     server_key_exchange                          G     client_key_exchange
 R     certificate_request                          N     server_hello_done
 Y     certificate_verify                           F     finished
@@ -30,6 +30,7 @@ from .events import (
     CertificateEvent,
     ChangeCipherSpecEvent,
     ClientHelloEvent,
+    CompressedCertificateErrorEvent,
     EncryptedRecordEvent,
     EndOfStreamEvent,
     Event,
@@ -91,7 +92,7 @@ def history_letter(event: Event, from_client: bool) -> str:
             letter = "s"
         case HelloRetryRequestEvent():
             letter = "h"
-        case CertificateEvent():
+        case CertificateEvent() | CompressedCertificateErrorEvent():
             letter = "x"
         case HandshakeMessageEvent(msg_type=t):
             letter = _HANDSHAKE_LETTERS.get(t, "z")

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from .alerts import alert_name
-from .events import CertificateEvent, Event, InvalidEvent
+from .events import CertificateEvent, CompressedCertificateErrorEvent, Event, InvalidEvent
 from .handshake import (
     DEFAULT_MAX_MESSAGE_SIZE,
     HandshakeReassembler,
@@ -71,6 +71,7 @@ _HANDSHAKE: Final = 22
 _APPLICATION_DATA: Final = 23
 _MAX_CIPHERTEXT: Final = 2**14 + 256  # RFC 8446 §5.2
 _IV_LENGTH: Final = 12
+_MAX_ANOMALIES: Final = 4  # a server sends one certificate message; a few notes are plenty
 
 Aead = AESGCM | AESCCM | ChaCha20Poly1305
 
@@ -186,11 +187,13 @@ class HandshakeDecryptor:
     ``SERVER_HANDSHAKE_TRAFFIC_SECRET`` (sequence numbers from 0), their handshake messages
     reassembled and decoded (TLS 1.3 layouts). Stops after the server's Finished
     (:attr:`state` ``DONE``). ``feed`` never raises: failures are a :class:`DecryptState`
-    with :attr:`detail`.
+    with :attr:`detail`. A CompressedCertificate (RFC 8879) is inflated like any other
+    certificate; :attr:`anomalies` notes it (``certificate_compressed:brotli``, or
+    ``certificate_compressed:<algorithm>:<problem>`` when its chain could not be recovered).
     """
 
-    __slots__ = ("_aead", "_buf", "_hs", "_iv", "_suite", "alert", "certificates", "detail",
-                 "events", "max_bytes", "read", "records", "state")
+    __slots__ = ("_aead", "_buf", "_hs", "_iv", "_suite", "alert", "anomalies", "certificates",
+                 "detail", "events", "max_bytes", "read", "records", "state")
 
     def __init__(self, cipher_suite: int, server_handshake_secret: bytes, *,
                  max_bytes: int = DEFAULT_MAX_HANDSHAKE_BYTES,
@@ -203,6 +206,7 @@ class HandshakeDecryptor:
         self.events: list[Event] = []  # every decoded handshake event so far
         self.certificates: tuple[bytes, ...] | None = None  # the server's, leaf first
         self.alert: str | None = None
+        self.anomalies: list[str] = []  # notes about the flight, at most _MAX_ANOMALIES
         self._buf = bytearray()
         self._hs = HandshakeReassembler(max_message_size)
         self._aead: Aead | None = None
@@ -287,7 +291,8 @@ class HandshakeDecryptor:
                 self._stop(DecryptState.INVALID, f"handshake message type {msg.msg_type} "
                            "over the size cap")
                 return
-            ev = decode_handshake_message(msg, tls13=True)
+            ev = decode_handshake_message(msg, tls13=True,
+                                          max_certificate_size=self._hs.max_message_size)
             if isinstance(ev, InvalidEvent):
                 self._stop(DecryptState.INVALID, f"{ev.reason}: {ev.detail}")
                 return
@@ -295,6 +300,9 @@ class HandshakeDecryptor:
             self.events.append(ev)
             if isinstance(ev, CertificateEvent) and self.certificates is None:
                 self.certificates = ev.certificates
+            if isinstance(ev, CertificateEvent | CompressedCertificateErrorEvent) \
+                    and ev.note is not None and len(self.anomalies) < _MAX_ANOMALIES:
+                self.anomalies.append(ev.note)
             if msg.msg_type == HandshakeType.FINISHED:
                 self.state = DecryptState.DONE
                 self._buf = bytearray()

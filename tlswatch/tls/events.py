@@ -11,6 +11,7 @@ __all__ = [
     "CertificateEvent",
     "ChangeCipherSpecEvent",
     "ClientHelloEvent",
+    "CompressedCertificateErrorEvent",
     "EncryptedRecordEvent",
     "EndOfStreamEvent",
     "Event",
@@ -40,11 +41,35 @@ class HelloRetryRequestEvent:
 
 @dataclass(frozen=True, slots=True)
 class CertificateEvent:
-    """DER certificates as presented, leaf first."""
+    """DER certificates as presented, leaf first. ``compression`` names the RFC 8879
+    algorithm (``zlib``/``brotli``/``zstd``) when they came in a CompressedCertificate."""
 
     certificates: tuple[bytes, ...]
     request_context: bytes = b""
     tls13: bool = False
+    compression: str | None = None
+
+    @property
+    def note(self) -> str | None:
+        """The anomaly note a record carries for a compressed chain, else None."""
+        return None if self.compression is None else f"certificate_compressed:{self.compression}"
+
+
+@dataclass(frozen=True, slots=True)
+class CompressedCertificateErrorEvent:
+    """A CompressedCertificate (RFC 8879) whose chain could not be recovered; the stream
+    goes on. ``problem``: ``malformed``, ``unknown_algorithm``, ``not_supported``,
+    ``over_cap``, ``corrupt``, ``length_mismatch`` or ``malformed_certificate``."""
+
+    algorithm: str  # zlib | brotli | zstd | the code in hex
+    uncompressed_length: int
+    compressed_length: int
+    problem: str
+    detail: str = ""
+
+    @property
+    def note(self) -> str:
+        return f"certificate_compressed:{self.algorithm}:{self.problem}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +129,7 @@ Event = (
     | ServerHelloEvent
     | HelloRetryRequestEvent
     | CertificateEvent
+    | CompressedCertificateErrorEvent
     | AlertEvent
     | ChangeCipherSpecEvent
     | EncryptedRecordEvent

@@ -19,11 +19,18 @@ from typing import Final, Literal
 
 from .alerts import alert_name
 from .certificate import decode_certificate
+from .compressed_certificate import (
+    DecompressionError,
+    algorithm_name,
+    decode_compressed_certificate,
+    decompress_certificate,
+)
 from .events import (
     AlertEvent,
     CertificateEvent,
     ChangeCipherSpecEvent,
     ClientHelloEvent,
+    CompressedCertificateErrorEvent,
     EncryptedRecordEvent,
     EndOfStreamEvent,
     Event,
@@ -67,11 +74,18 @@ _MALFORMED: Final[dict[int, str]] = {
 
 
 def decode_handshake_message(
-    msg: HandshakeMessage, *, tls13: bool = False, offset: int = 0
+    msg: HandshakeMessage,
+    *,
+    tls13: bool = False,
+    offset: int = 0,
+    max_certificate_size: int = DEFAULT_MAX_MESSAGE_SIZE,
 ) -> Event:
     """Decode one complete handshake message into an event (never raises on bad input).
 
     ``tls13`` selects the TLS 1.3 Certificate layout (for decrypted TLS 1.3 handshakes).
+    A CompressedCertificate (RFC 8879, TLS 1.3 only) is inflated to at most
+    ``max_certificate_size`` bytes: a :class:`CertificateEvent` with ``compression`` set, or
+    a :class:`CompressedCertificateErrorEvent` (not fatal: the stream's framing is intact).
     """
     body = msg.body
     try:
@@ -85,7 +99,30 @@ def decode_handshake_message(
             return CertificateEvent(cert.certificates, cert.request_context, cert.tls13)
     except DecodeError as exc:
         return InvalidEvent(_MALFORMED[msg.msg_type], offset, str(exc))
+    if msg.msg_type == HandshakeType.COMPRESSED_CERTIFICATE:
+        return _compressed_certificate(body, max_certificate_size)
     return HandshakeMessageEvent(msg.msg_type, len(body))
+
+
+def _compressed_certificate(body: bytes, cap: int) -> CertificateEvent | \
+        CompressedCertificateErrorEvent:
+    try:
+        msg = decode_compressed_certificate(body)
+    except DecodeError as exc:
+        algorithm = algorithm_name(int.from_bytes(body[:2], "big")) if len(body) >= 2 \
+            else "unknown"
+        return CompressedCertificateErrorEvent(algorithm, 0, len(body), "malformed", str(exc))
+    name = msg.algorithm_name
+    try:
+        plain = decompress_certificate(msg, max_length=cap)
+        cert = decode_certificate(plain, tls13=True)  # RFC 8879 exists for TLS 1.3 only
+    except DecompressionError as exc:
+        return CompressedCertificateErrorEvent(name, msg.uncompressed_length, len(msg.data),
+                                               exc.problem, exc.detail)
+    except DecodeError as exc:
+        return CompressedCertificateErrorEvent(name, msg.uncompressed_length, len(msg.data),
+                                               "malformed_certificate", str(exc))
+    return CertificateEvent(cert.certificates, cert.request_context, True, name)
 
 
 class TLSParser:
@@ -339,7 +376,9 @@ class TLSParser:
                         f"cap={self._hs.max_message_size}",
                     )
                     return
-                ev = decode_handshake_message(msg, offset=offset)
+                ev = decode_handshake_message(
+                    msg, offset=offset, max_certificate_size=self._hs.max_message_size
+                )
                 if isinstance(ev, InvalidEvent):
                     self._fail(ev.reason, ev.offset, ev.detail)
                     return
