@@ -190,7 +190,11 @@ def probe(pcap: Path | None, output: str | None, resume: bool, fmt: str,
             if control is not None and control.endpoint is not None and control.endpoint.port:
                 ports.add(control.endpoint.port)
             tcp = " or ".join(f"tcp port {p}" for p in sorted(ports))
-            capture = PacketCapture(pcap, f"{tcp} or udp port 53")
+            # Watching resets live: a reset measurement gets the RST's TTL/IP ID evidence.
+            capture = PacketCapture(pcap, f"{tcp} or udp port 53",
+                                    watch_resets=not distributed)
+            if not distributed:  # (a capture cannot travel to a Dask worker)
+                options = dataclasses.replace(options, resets=capture)
         except CaptureUnavailable as e:
             writer.close()
             raise InputError(f"--pcap {pcap}: {e}") from None

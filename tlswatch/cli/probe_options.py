@@ -49,7 +49,7 @@ from tlswatch.probe.inputs import (
     to_a_label,
 )
 from tlswatch.probe.measure import Timeouts
-from tlswatch.probe.tls_client import KeyLog, TlsVersion
+from tlswatch.probe.tls_client import GroupsError, KeyLog, TlsVersion, check_groups
 from tlswatch.x509.registry import InterceptionRegistry, RegistryError, load_registry
 from tlswatch.x509.stores import StoreError, TrustStore, auto_store, load_stores
 
@@ -119,6 +119,11 @@ TARGET_OPTIONS: list[_Decorator] = [
                  help="TLS versions offered: 1.0, 1.1, 1.2, 1.3 or a range like 1.2-1.3."),
     click.option("--alpn", multiple=True, metavar="PROTO",
                  help="ALPN protocol to offer (repeatable or comma-separated, e.g. h2,http/1.1)."),
+    click.option("--groups", metavar="LIST",
+                 help="Key-exchange groups to offer, in OpenSSL's syntax (e.g. X25519:P-256). "
+                      "Default: OpenSSL's, which includes a post-quantum X25519MLKEM768 share "
+                      "(a ClientHello of ~1.5 KB, two TCP segments: some middleboxes only "
+                      "see the first)."),
     click.option("--no-sni", is_flag=True, help="Send no SNI at all."),
     click.option("--http", "http", is_flag=True,
                  help="After the handshake, GET / with the Host header; record status, title, "
@@ -206,6 +211,7 @@ class ProbeParams:
     timeout: float
     tls_version: str
     alpn: tuple[str, ...]
+    groups: str | None
     no_sni: bool
     http: bool
     keylog: Path | None
@@ -300,6 +306,7 @@ class Checked:
     min_version: TlsVersion
     max_version: TlsVersion
     alpn: tuple[str, ...]
+    groups: str | None = None
 
 
 def check_params(p: ProbeParams) -> Checked:
@@ -318,7 +325,12 @@ def check_params(p: ProbeParams) -> Checked:
     alpn_list = tuple(x.strip() for a in p.alpn for x in a.split(",") if x.strip())
     if any(len(x.encode()) > 255 for x in alpn_list):
         raise InputError("--alpn: a protocol name is at most 255 bytes")
-    return Checked(min_v, max_v, alpn_list)
+    if p.groups is not None:
+        try:
+            check_groups(p.groups)
+        except GroupsError as e:
+            raise InputError(f"--groups: {e}") from None
+    return Checked(min_v, max_v, alpn_list, p.groups)
 
 
 @dataclass(slots=True)
@@ -429,7 +441,8 @@ def prepare(p: ProbeParams, checked: Checked, report: Report, *,
         timeouts=Timeouts(dns=p.dns_timeout, connect=p.connect_timeout, tls=p.tls_timeout,
                           http=p.http_timeout, overall=p.timeout),
         ip_version=_ip_version(p.ip_version), min_version=checked.min_version,
-        max_version=checked.max_version, alpn=checked.alpn, http=p.http, keylog=keylog_obj,
+        max_version=checked.max_version, alpn=checked.alpn, groups=checked.groups,
+        http=p.http, keylog=keylog_obj,
         bogons=bogons, retries=p.retries, backoff=p.backoff, concurrency=p.concurrency,
         rate=p.rate, per_ip_rate=p.per_ip_rate)
     return Prepared(started=started, judge=judge, registry=registry,

@@ -47,7 +47,7 @@ from tlswatch.failures import DnsFailure, Stage, Verdict, outcome, outcome_class
 from tlswatch.model import Attempts, Record, Target
 from tlswatch.probe.dns import DEFAULT_BOGONS, BogonKind, IpVersion, parse_resolver, resolve
 from tlswatch.probe.inputs import Endpoint, Task
-from tlswatch.probe.measure import Timeouts, measure
+from tlswatch.probe.measure import ResetEvidence, Timeouts, measure
 from tlswatch.probe.observation import ProbeObservation
 from tlswatch.probe.ratelimit import RateLimiter
 from tlswatch.probe.tls_client import DEFAULT_MAX_BYTES, KeyLog, TlsVersion
@@ -141,6 +141,10 @@ class CampaignOptions:
     checkpoint_seconds: float = 5.0
     captive_portal: bool = False  # the caller's pre-check failed: every verdict inconclusive
     clock: Callable[[], datetime] = _utcnow
+    groups: str | None = None  # key-exchange groups offered (OpenSSL list syntax)
+    #: The probe's own live capture: a reset measurement gets the RST's TTL/IP ID evidence.
+    #: Local only (a capture is not picklable: distributed shards run without it).
+    resets: ResetEvidence | None = None
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -202,7 +206,8 @@ class _Campaign:
             Target(domain=domain, port=port), ip=ip, port=port, resolver=resolver, sni=sni,
             timeouts=timeouts, alpn=o.alpn, min_version=o.min_version,
             max_version=o.max_version, keylog=o.keylog, http=o.http, ip_version=o.ip_version,
-            bogons=o.bogons, max_bytes=o.max_bytes, clock=o.clock)
+            bogons=o.bogons, max_bytes=o.max_bytes, clock=o.clock, groups=o.groups,
+            resets=o.resets)
 
     async def observe(self, domain: str, sni: str | None, ip: str | None, port: int,
                       resolver: tuple[str, int] | None) -> ProbeObservation:
