@@ -118,9 +118,14 @@ def _up_netns(config: Path | None, targets: Path | None, port: int | None, seed:
                    "key log (keylog.txt) and the lab's store (lab-public-root.pem) are left.")
 @click.option("--tls-timeout", type=click.FloatRange(0.1, 60), default=3.0, show_default=True,
               help="Seconds to wait for a ServerHello (silently dropped domains take this).")
+@click.option("--mode", type=click.Choice(["loopback", "netns"]), default="loopback",
+              show_default=True,
+              help="netns: the namespace lab (root): probe, trace and analyse run inside its "
+                   "client namespace and must find the middlebox's hop.")
 @common_options
-def demo(out_dir: Path, tls_timeout: float, config: Path | None, targets: Path | None,
-         port: int | None, seed: int | None, now_text: str | None) -> None:
+def demo(out_dir: Path, tls_timeout: float, mode: str, config: Path | None,
+         targets: Path | None, port: int | None, seed: int | None,
+         now_text: str | None) -> None:
     """Start the lab, probe the 2019 target list through it with a control path, and print
     each domain's verdict next to what the lab did to it.
 
@@ -128,8 +133,22 @@ def demo(out_dir: Path, tls_timeout: float, config: Path | None, targets: Path |
     sslsplit's domains intercepted (control path), untargeted and in-country ones ok (one is
     served by a private CA on every path: still ok), and blocked ones blocked with how.
     Exit 0 when every verdict is as expected, 1 otherwise.
+
+    With --mode netns: the namespace lab (client - r1 - r2 - mb - r3 - server); `tlswatch
+    probe` (with --pcap: resets carry their TTL/IP ID), `tlswatch trace` for an intercepted,
+    a reset, an alerted and a clean domain, and `tlswatch analyse` of the probe's capture run
+    in the client namespace. Interception and injection must be located at the middlebox's
+    hop and the injected resets told apart by their TTL.
     """
     import sys
+
+    if mode == "netns":
+        if config is not None or port is not None:
+            raise InputError("--config and --port describe a loopback lab; they do not apply "
+                             "to --mode netns")
+        _demo_netns(out_dir, min(tls_timeout, 2.0), targets, seed,
+                    parse_time(now_text) if now_text else None)
+        return
 
     from tlswatch.lab.demo import run_demo
     from tlswatch.textsafe import terminal_safe
@@ -167,4 +186,41 @@ def demo(out_dir: Path, tls_timeout: float, config: Path | None, targets: Path |
                    "did", err=True)
         raise SystemExit(1)
     click.echo(f"demo: all {len(result.rows)} verdicts match what the lab did "
+               f"({result.elapsed_s:.1f} s)")
+
+
+def _demo_netns(out_dir: Path, tls_timeout: float, targets: Path | None, seed: int | None,
+                now: datetime | None) -> None:
+    from tlswatch.lab.demo_netns import run_netns_demo
+    from tlswatch.lab.netns import NetnsConfig, NetnsError, NetnsLab
+    from tlswatch.textsafe import terminal_safe
+
+    try:
+        cfg = NetnsConfig(seed=seed or 0, now=now, targets_file=targets)
+        cfg.target_list()
+        with NetnsLab(cfg) as lab:
+            click.echo(f"namespace lab {lab.tag}: client {lab.client_ip}, middlebox at hop "
+                       f"{lab.middlebox_hop}, server at hop {lab.server_hop}", err=True)
+            result = run_netns_demo(out_dir, lab, tls_timeout=tls_timeout,
+                                    log=lambda s: click.echo(s, err=True))
+    except NetnsError as e:
+        raise InputError(str(e)) from None
+    header = f"{'what':<8} {'domain':<24} {'lab did':<10} {'expected':<26} {'seen':<26} detail"
+    click.echo(header)
+    click.echo("-" * len(header))
+    for r in result.rows:
+        mark = "" if r.ok else "   <-- differs"
+        click.echo(f"{r.what:<8} {terminal_safe(r.subject, 24):<24} {r.lab_did:<10} "
+                   f"{r.expected:<26} {terminal_safe(r.seen, 26):<26} "
+                   f"{terminal_safe(r.detail, 90)}{mark}")
+    for problem in result.errors:
+        click.echo(f"demo: {terminal_safe(problem, 400)}", err=True)
+    click.echo(f"results: {out_dir}/results.jsonl  traces: {out_dir}/traces.jsonl  "
+               f"capture: {out_dir}/demo.pcap  analysed: {out_dir}/analysed.jsonl")
+    bad = result.failures
+    if bad or result.errors or not result.rows:
+        click.echo(f"demo: {len(bad)} of {len(result.rows)} results differ from what the lab "
+                   "did", err=True)
+        raise SystemExit(1)
+    click.echo(f"demo: all {len(result.rows)} results match what the lab did "
                f"({result.elapsed_s:.1f} s)")
