@@ -82,7 +82,12 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="tiny workload (CI)")
     args = ap.parse_args()
     count, size = (6, 1 << 20) if args.smoke else (40, 5 << 20)
+    import dask
     from distributed import LocalCluster
+
+    # As `tlswatch analyse --workers` does, and as docs/distributed.md advises for `dask
+    # worker`: no statistical profiler sampling every worker thread each 10 ms.
+    dask.config.set({"distributed.worker.profile.enabled": False})
 
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
@@ -104,11 +109,15 @@ def main() -> None:
                               host="127.0.0.1", dashboard_address=None) as cluster:
                 addr = cluster.scheduler_address
                 analyse(files[0].parent, out, "--scheduler", addr)  # warm the workers
-                wall, took, r = analyse(files[0].parent, out, "--scheduler", addr)
-            assert r == recs, (r, recs)
+                # The median of 3: one run on this shared VM swings by 15%.
+                runs = sorted(analyse(files[0].parent, out, "--scheduler", addr)
+                              for _ in range(1 if args.smoke else 3))
+                wall, took, r = sorted(runs, key=lambda x: x[1])[len(runs) // 2]
+            assert all(x[2] == recs for x in runs), (runs, recs)
             seen[n] = took
             print(f"--scheduler, {n} process worker{'s' if n > 1 else ' '}     {took:6.2f} s "
-                  f"analysis  {wall:6.2f} s wall  {r:,} records  {total / 1e6 / took:,.0f} MB/s")
+                  f"analysis  {wall:6.2f} s wall  {r:,} records  {total / 1e6 / took:,.0f} MB/s"
+                  f"  (median of {', '.join(f'{x[1]:.2f}' for x in runs)} s)")
         e2e: dict[int, float] = {}
         for n in (1, 2):
             wall, took, r = analyse(files[0].parent, out, "--workers", str(n))

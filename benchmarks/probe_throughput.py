@@ -13,7 +13,10 @@ are off, so every handshake is a full one. Then, in the same run:
   to that address with their own SNI, each chain judged against a store holding the test
   root, every record written to a JSONL file (write per record, fsync per checkpoint).
   Client CPU is this process's user+sys time over the campaign. Repeated ``--repeat`` times
-  with a fresh judge (no warm cache carried over).
+  with a fresh judge (no warm cache carried over). Each repeat also runs the campaign with
+  ``--groups`` set to s_time's group list: our OpenSSL offers an X25519MLKEM768 key share
+  by default (a ~1.5 KB hello and ~70 us more client work per handshake), s_time's OpenSSL
+  3.0 only an X25519 one, so that run compares the same key exchange.
 
 Each tool's best run is reported, all runs' rates next to it: on a shared machine other work
 only ever slows a run down, so the best run is the closest to what the tool can do.
@@ -155,6 +158,10 @@ def nginx(tmp: Path, factory: CertFactory) -> Iterator[Server]:
             proc.wait()
 
 
+#: OpenSSL 3.0's default group list (s_time's): one X25519 key share in the ClientHello.
+STIME_GROUPS = "X25519:P-256:X448:P-521:P-384"
+
+
 def s_time(server: Server, seconds: int) -> Run:
     exe = shutil.which("openssl") or "openssl"
     cpu0, t0, srv0 = _cpu(resource.RUSAGE_CHILDREN), time.perf_counter(), server.cpu()
@@ -178,13 +185,13 @@ def tasks(port: int, n: int) -> Iterator[Task]:
 
 
 def probe(server: Server, n: int, concurrency: int, store_path: Path, out: Path,
-          profile: Path | None = None) -> tuple[Run, Counter[str]]:
+          profile: Path | None = None, groups: str | None = None) -> tuple[Run, Counter[str]]:
     """One campaign set up as ``tlswatch probe --connect`` sets it up; timed and measured."""
     stores = [load_store(str(store_path))]
     registry = load_registry()
     started = datetime.now(UTC)
     judge = ChainJudge(stores, registry)
-    options = CampaignOptions(concurrency=concurrency, retries=0)
+    options = CampaignOptions(concurrency=concurrency, retries=0, groups=groups)
     run_id = new_run_id(started)
     opening = run_record(run_id=run_id, started=started, command=["tlswatch", "probe"],
                          rules_version=RULES_VERSION, registry_version=registry.version,
@@ -215,6 +222,29 @@ def probe(server: Server, n: int, concurrency: int, store_path: Path, out: Path,
     return Run(n, t, cpu, srv), written
 
 
+def probe_dask(client: object, server: Server, n: int, concurrency: int, store_path: Path,
+               groups: str | None) -> tuple[Run, Counter[str]]:
+    """The campaign as ``tlswatch probe --workers N`` runs it, on a started cluster: shards
+    measured in the workers, records written here. CPU: this process (scheduler, client,
+    writer) plus every worker process (from /proc)."""
+    from tlswatch.distributed.probe import JudgeSpec, probe_sharded
+
+    pids = list(client.run(os.getpid).values())  # type: ignore[attr-defined]
+    spec = JudgeSpec((str(store_path),), (), datetime.now(UTC))
+    options = CampaignOptions(concurrency=concurrency, retries=0, groups=groups)
+    verdicts: Counter[str] = Counter()
+    cpu0, t0, srv0, w0 = _cpu(resource.RUSAGE_SELF), time.perf_counter(), server.cpu(), \
+        _proc_cpu(pids)
+    for res in probe_sharded(client, tasks(server.port, n), options, spec, run_id="bench",
+                             done=set()):
+        verdicts.update(r["verdict"] for r in res.records)
+    t = time.perf_counter() - t0
+    cpu = _cpu(resource.RUSAGE_SELF) - cpu0 + _proc_cpu(pids) - w0
+    if sum(verdicts.values()) != n:
+        raise SystemExit(f"dask campaign: {sum(verdicts.values())}/{n} records")
+    return Run(n, t, cpu, server.cpu() - srv0), verdicts
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="tiny workload (CI)")
@@ -223,6 +253,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, help="campaigns run (default 3; smoke 1)")
     ap.add_argument("--stime-seconds", type=int, help="s_time duration (default 5; smoke 1)")
     ap.add_argument("--profile", type=Path, help="write cProfile stats of the first campaign")
+    ap.add_argument("--workers", type=int, default=2,
+                    help="also run as `tlswatch probe --workers N` (a local Dask cluster; "
+                         "0: skip)")
     args = ap.parse_args()
     n = args.snis or (100 if args.smoke else 3000)
     repeat = args.repeat or (1 if args.smoke else 3)
@@ -236,15 +269,31 @@ def main() -> None:
             # s_time before and after the campaigns: on a shared machine the load drifts.
             refs = [s_time(server, secs)]
             runs: list[tuple[Run, Counter[str]]] = []
+            same: list[tuple[Run, Counter[str]]] = []
             for i in range(repeat):
                 out = tmp / f"records-{i}.jsonl"
                 runs.append(probe(server, n, args.concurrency, store_path, out,
                                   args.profile if i == 0 else None))
                 out.unlink()
+                same.append(probe(server, n, args.concurrency, store_path, out,
+                                  groups=STIME_GROUPS))
+                out.unlink()
+            dask_runs: list[tuple[Run, Counter[str]]] = []
+            startup = 0.0
+            if args.workers:
+                from tlswatch.distributed import cluster
+
+                t0 = time.perf_counter()
+                with cluster.open_client(workers=args.workers) as client:
+                    startup = time.perf_counter() - t0
+                    for _ in range(repeat):
+                        dask_runs.append(probe_dask(client, server, n, args.concurrency,
+                                                    store_path, STIME_GROUPS))
             refs.append(s_time(server, secs))
     # Best run of each tool: other work on a shared machine only ever slows a run down.
     ref = max(refs, key=lambda r: r.rate)
     ours, verdicts = max(runs, key=lambda r: r[0].rate)
+    ours_same, _ = max(same, key=lambda r: r[0].rate)
 
     nginx_v = subprocess.run([shutil.which("nginx") or "nginx", "-v"], capture_output=True,
                              text=True).stderr.strip().removeprefix("nginx version: ")
@@ -267,6 +316,19 @@ def main() -> None:
     # on the machine held it back, and its CPU per handshake what a whole core would allow.
     print(f"tlswatch used {ours.cpu_s / ours.seconds:.0%} of one core over its best run; its CPU "
           f"per handshake allows {1e3 / ours.cpu_ms:.0f} /s on a whole core")
+    print(f"tlswatch probe --groups {STIME_GROUPS} (the key shares s_time sends: no "
+          f"X25519MLKEM768; best of {', '.join(f'{r.rate:.0f}' for r, _ in same)} /s): "
+          f"{ours_same.rate:7.0f} /s, client CPU {ours_same.cpu_ms:.3f} ms/handshake, "
+          f"ratio to s_time {ours_same.rate / ref.rate:.2f}")
+    if dask_runs:
+        d, _ = max(dask_runs, key=lambda r: r[0].rate)
+        with_start = d.handshakes / (d.seconds + startup)
+        print(f"tlswatch probe --workers {args.workers} --groups {STIME_GROUPS} (both cores: "
+              f"a local Dask cluster, started in {startup:.1f} s before timing; best of "
+              f"{', '.join(f'{r.rate:.0f}' for r, _ in dask_runs)} /s): {d.rate:7.0f} /s, "
+              f"client CPU {d.cpu_ms:.3f} ms/handshake (workers + this process), ratio to "
+              f"s_time {d.rate / ref.rate:.2f} (CPU {d.cpu_ms / ref.cpu_ms:.2f}); "
+              f"{with_start:.0f} /s if this one campaign also paid the cluster's start-up")
     rate_ratio, cpu_ratio = ours.rate / ref.rate, ours.cpu_ms / ref.cpu_ms
 
     def met(ok: bool) -> str:
@@ -278,5 +340,5 @@ def main() -> None:
           f"{met(cpu_ratio <= 2.0)})")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # (the guard also keeps Dask's spawned workers from re-running it)
     main()

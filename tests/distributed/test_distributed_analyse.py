@@ -139,7 +139,7 @@ def test_analyse_file_in_process_matches_the_cli(single: list[dict[str, Any]]) -
     res = analyse_file(path, AnalyseOptions(run_id=run_id, stores=(STORE,)))
     assert res.error is None and res.input is not None
     want = [r for r in single if r.get("vantage", {}).get("name") == path.name]
-    assert res.records == want and res.input.records == len(want) > 0
+    assert [r.as_dict() for r in res.records] == want and res.input.records == len(want) > 0
 
 
 def test_bad_file_on_a_worker_is_reported(tmp_path: Path, cluster: Any) -> None:

@@ -23,6 +23,7 @@ from tlswatch.capture.offset_index import NotSplittable, build_index, plan_at, p
 from tlswatch.cli.analyse import AnalyseOptions, analyse, analyse_file, parse_size
 from tlswatch.cli.errors import InputError
 from tlswatch.distributed.split import FileIndex, analyse_chunk, merge_chunks
+from tlswatch.sinks.base import EncodedRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 CAPTURES = ROOT / "captures"
@@ -31,9 +32,11 @@ OPTIONS = AnalyseOptions(run_id="split-test", stores=(STORE,))
 _CLIENT = bytes([192, 0, 2, 10])  # the sample captures' client
 
 
-def canon(records: list[dict[str, Any]]) -> Counter[str]:
+def canon(records: list[EncodedRecord] | list[dict[str, Any]]) -> Counter[str]:
+    """Records (from a worker, or read back from an output) without their run ids."""
+    dicts = [r.as_dict() if isinstance(r, EncodedRecord) else r for r in records]
     return Counter(json.dumps({k: v for k, v in r.items() if k != "run_id"}, sort_keys=True)
-                   for r in records)
+                   for r in dicts)
 
 
 def interleaved(tmp: Path, names: list[str], copies: int = 3) -> Path:

@@ -42,7 +42,7 @@ from tlswatch.model import SCHEMA, InputRecord, Record, Vantage, to_dict, to_pla
 from tlswatch.probe.dns import DEFAULT_BOGONS, BogonKind
 from tlswatch.probe.dns import routable_policy as dns_policy
 from tlswatch.probe.runrecord import closing_run_record, run_record
-from tlswatch.sinks.base import Sink, SinkError, is_empty_output, open_sink
+from tlswatch.sinks.base import EncodedRecord, Sink, SinkError, is_empty_output, open_sink
 from tlswatch.sinks.jsonl import JsonlWriter
 from tlswatch.sinks.readers import read_records
 from tlswatch.textsafe import terminal_safe
@@ -845,7 +845,7 @@ class FileResult:
     the error that stopped it (``error_kind``: "format", "os" or "internal")."""
 
     path: str
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[EncodedRecord] = field(default_factory=list)
     input: InputRecord | None = None
     totals: _Totals = field(default_factory=_Totals)
     note: str | None = None
@@ -858,10 +858,10 @@ class _Collect:
     """A writer that keeps what it is given (a worker sends it back; it never writes)."""
 
     def __init__(self) -> None:
-        self.items: list[dict[str, Any]] = []
+        self.items: list[EncodedRecord] = []
 
-    def write(self, record: Any) -> None:
-        self.items.append(record)
+    def write(self, record: dict[str, Any]) -> None:
+        self.items.append(EncodedRecord.of(record))
 
 
 class _CollectProgress(_FileProgress):
@@ -1021,15 +1021,15 @@ def _write_result(path: Path, explicit: bool, result: FileResult, *, writer: Sin
     seen_sha[inp.sha256] = str(path)
     written = 0
     for i, rec in enumerate(result.records):
-        if rec["id"] in existing.ids:
+        if rec.id in existing.ids:
             totals.already += 1
             continue
         writer.write(rec)
         written += 1
-        totals.verdicts[rec["verdict"]] += 1
-        totals.outcomes[outcome_class(rec["outcome"])] += 1
+        totals.verdicts[rec.verdict] += 1
+        totals.outcomes[outcome_class(rec.outcome)] += 1
         progress.done += 1
-        progress.counts[rec["verdict"]] += 1
+        progress.counts[rec.verdict] += 1
         if progress.verbose and i < len(result.lines):
             progress.message(result.lines[i])
     inp = replace(inp, records=written, anonymize_key_id=kid)

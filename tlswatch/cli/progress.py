@@ -11,12 +11,14 @@ from __future__ import annotations
 import shutil
 import time
 from collections import Counter
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from tlswatch.failures import Verdict
 from tlswatch.model import Record
-from tlswatch.probe.campaign import Summary
 from tlswatch.textsafe import terminal_safe
+
+if TYPE_CHECKING:  # (the probe stack is not loaded by commands that only read)
+    from tlswatch.probe.campaign import Summary
 
 __all__ = ["Progress", "summary_table", "verbose_line"]
 

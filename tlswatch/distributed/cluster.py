@@ -34,8 +34,13 @@ def open_client(*, workers: int | None = None, scheduler: str | None = None,
         finally:
             client.close()
         return
-    cluster = dd.LocalCluster(n_workers=workers or 1, threads_per_worker=threads_per_worker,
-                              processes=True, host="127.0.0.1", dashboard_address=None)
+    dask = importlib.import_module("dask")
+    # Dask's statistical profiler samples every worker thread each 10 ms: with a GIL-bound
+    # task it takes ~5% of the workers' CPU, for a profile nobody looks at (no dashboard).
+    with dask.config.set({"distributed.worker.profile.enabled": False}):
+        cluster = dd.LocalCluster(n_workers=workers or 1,
+                                  threads_per_worker=threads_per_worker, processes=True,
+                                  host="127.0.0.1", dashboard_address=None)
     try:
         client = dd.Client(cluster, set_as_default=False)
         try:

@@ -16,7 +16,6 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from tlswatch.capture import CaptureFormatError, CaptureWarning
 from tlswatch.capture.chunk import LOOKBACK_NS, ChunkObserver
@@ -39,6 +38,7 @@ from tlswatch.cli.analyse import (
     verbose_line,
 )
 from tlswatch.model import InputRecord, Vantage
+from tlswatch.sinks.base import EncodedRecord
 
 __all__ = ["ChunkResult", "FileIndex", "analyse_chunk", "index_file", "merge_chunks"]
 
@@ -60,7 +60,7 @@ class ChunkResult:
     """One chunk's records (``record_dict`` form) and figures, or its error."""
 
     index: int
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[EncodedRecord] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     totals: _Totals = field(default_factory=_Totals)
     warnings: list[str] = field(default_factory=list)
@@ -100,7 +100,7 @@ def analyse_chunk(plan: ChunkPlan, options: AnalyseOptions, sha256: str) -> Chun
             t.dns_ok += 1
             return
         rec = out[0]
-        result.records.append(record_dict(rec))
+        result.records.append(EncodedRecord.of(record_dict(rec)))
         if options.verbose:
             result.lines.append(verbose_line(rec))
 

@@ -23,7 +23,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from tlswatch.model import to_dict
 from tlswatch.sinks.flat import FlatRow
@@ -32,6 +32,7 @@ __all__ = [
     "FLAT_FORMATS",
     "FORMATS",
     "RECORD_FORMATS",
+    "EncodedRecord",
     "Format",
     "RecordError",
     "Sink",
@@ -106,8 +107,30 @@ def is_empty_output(path: Path) -> bool:
         return False
 
 
+class EncodedRecord(NamedTuple):
+    """A record already encoded as its JSON line, with what a writer's bookkeeping needs.
+
+    What a Dask worker sends back: a string pickles and unpickles far faster than a nested
+    dict, and the JSONL writer appends it as it is (other sinks decode it)."""
+
+    id: str
+    verdict: str
+    outcome: str
+    line: str  # record_json() of the record
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> EncodedRecord:
+        return cls(record["id"], record["verdict"], record["outcome"], record_json(record))
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = json.loads(self.line)
+        return out
+
+
 def record_dict(record: Any) -> dict[str, Any]:
     """The JSON dict of a record, a run record or an already-decoded record."""
+    if isinstance(record, EncodedRecord):
+        return record.as_dict()
     if isinstance(record, FlatRow):
         raise RecordError("a flat row (from CSV or Parquet) is only a projection of a record: "
                         "it can go to .csv or .parquet only")
@@ -121,6 +144,8 @@ def record_dict(record: Any) -> dict[str, Any]:
 
 def record_json(record: Any) -> str:
     """One compact JSON line (no newline), encoded exactly as the JSONL writer does."""
+    if isinstance(record, EncodedRecord):
+        return record.line
     # ensure_ascii keeps hostile peer strings (control chars, bidi marks) escaped.
     return json.dumps(record_dict(record), ensure_ascii=True, separators=(",", ":"))
 
