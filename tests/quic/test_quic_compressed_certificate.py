@@ -10,37 +10,20 @@ from __future__ import annotations
 
 import json
 import zlib
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from conftest import require_module
-from cryptography.hazmat.primitives.serialization import Encoding
+from tls.compressed_common import CLIENT, SERVER, STORE, T0, ders, scenario
 
 from tlswatch.cli.main import cli
 from tlswatch.quic import QUIC_V2, QuicFlowObservation, analyse_quic_datagrams
-from tlswatch.testing import FIXED_NOW, CertFactory, Scenario
-from tlswatch.testing.pcap_writer import Host, pcap_bytes, udp_datagram
+from tlswatch.testing import Scenario
+from tlswatch.testing.pcap_writer import pcap_bytes, udp_datagram
 from tlswatch.testing.quic_transcripts import QuicTranscript, quic_handshake
 from tlswatch.tls.keylog import KeyLog
-
-STORE = str(Path(__file__).resolve().parents[2] / "captures" / "lab-public-root.pem")
-CLIENT = Host("192.0.2.10", "02:00:00:00:00:0a")
-SERVER = Host("198.51.100.7", "02:00:00:00:00:07", ttl=52)
-T0 = int(FIXED_NOW.timestamp()) * 1_000_000_000
-
-
-@lru_cache(maxsize=4)
-def scenario(name: str, host: str) -> Scenario:
-    sc: Scenario = getattr(CertFactory(seed=0, now=FIXED_NOW), name)(host)
-    assert sc.leaf_key is not None
-    return sc
-
-
-def ders(sc: Scenario) -> tuple[bytes, ...]:
-    return tuple(c.public_bytes(Encoding.DER) for c in sc.chain)
 
 
 def handshake(sc: Scenario, compression: Any, **kw: Any) -> QuicTranscript:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import zlib
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -19,31 +18,15 @@ from click.testing import CliRunner
 from conftest import require_tool
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding
 
+from tls.compressed_common import CLIENT, SERVER, STORE, T0, ders, scenario
 from tlswatch.cli.main import cli
-from tlswatch.testing import FIXED_NOW, CertFactory, Scenario
-from tlswatch.testing.pcap_writer import Host, TcpFlow, pcap_bytes, replay
+from tlswatch.testing import Scenario
+from tlswatch.testing.pcap_writer import TcpFlow, pcap_bytes, replay
 from tlswatch.testing.transcripts import Transcript, tls13_handshake, transcript_hash
 from tlswatch.tls.decrypt import DecryptState, HandshakeDecryptor
 from tlswatch.tls.hello import ExtensionType, decode_client_hello
 from tlswatch.tls.keylog import KeyLog
-
-STORE = str(Path(__file__).resolve().parents[2] / "captures" / "lab-public-root.pem")
-CLIENT = Host("192.0.2.10", "02:00:00:00:00:0a")
-SERVER = Host("198.51.100.7", "02:00:00:00:00:07", ttl=52)
-T0 = int(FIXED_NOW.timestamp()) * 1_000_000_000
-
-
-@lru_cache(maxsize=4)
-def scenario(name: str, host: str) -> Scenario:
-    sc: Scenario = getattr(CertFactory(seed=0, now=FIXED_NOW), name)(host)
-    assert sc.leaf_key is not None
-    return sc
-
-
-def ders(sc: Scenario) -> tuple[bytes, ...]:
-    return tuple(c.public_bytes(Encoding.DER) for c in sc.chain)
 
 
 def transcript(sc: Scenario, compression: Any, **kw: Any) -> Transcript:

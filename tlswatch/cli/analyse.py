@@ -398,15 +398,9 @@ class _FileRun:
         t.dns_answers += st.dns_answers
         t.add_stats(st)
         t.anomalies.update(anomalies)
-        notes = list(reader.warnings)
-        if st.key_logs:
-            self.note = (f"{st.key_logs} embedded TLS key log(s) read: "
-                         f"{obs.embedded_keylog.summary()}")
-            notes.append(self.note)
-        if st.decrypt_failed:
-            notes.append(f"the key log did not decrypt {st.decrypt_failed} TLS 1.3 "
-                         "handshake(s) (wrong secrets for their client randoms?): their chains "
-                         "stay encrypted")
+        self.note, key_notes = keylog_notes(st.key_logs, obs.embedded_keylog.summary(),
+                                            st.decrypt_failed)
+        notes = [*reader.warnings, *key_notes]
         return InputRecord(
             run_id=self.run_id, path=str(self.path), sha256=self.sha,
             size=self.path.stat().st_size, records=self.records, complete=True,
@@ -414,6 +408,16 @@ class _FileRun:
             flows=obs.flows_seen, handshakes=st.handshakes,
             anomalies=dict(sorted(anomalies.items())), warnings=tuple(notes),
             anonymize_key_id=None)
+
+
+def keylog_notes(embedded: int, summary: str, failed: int) -> tuple[str | None, list[str]]:
+    """The input record's notes on key logs: (the note on embedded ones, all notes)."""
+    note = f"{embedded} embedded TLS key log(s) read: {summary}" if embedded else None
+    notes = [note] if note else []
+    if failed:
+        notes.append(f"the key log did not decrypt {failed} TLS 1.3 handshake(s) (wrong "
+                     "secrets for their client randoms?): their chains stay encrypted")
+    return note, notes
 
 
 _CHAIN_CACHE: dict[int, tuple[object, list[Any]]] = {}

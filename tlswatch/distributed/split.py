@@ -33,6 +33,7 @@ from tlswatch.cli.analyse import (
     FileResult,
     _Totals,
     _worker_engine,
+    keylog_notes,
     record_dict,
     routable_policy,
     verbose_line,
@@ -149,14 +150,9 @@ def merge_chunks(path: str, index: FileIndex, chunks: list[ChunkResult],
         t.add_figures(c.totals)
         notes += [w for w in c.warnings if w not in notes]
     t.packets = index.packets
-    if index.key_logs:
-        result.note = (f"{index.key_logs} embedded TLS key log(s) read: "
-                       f"{chunks[-1].keylog_summary}")
-        notes.append(result.note)
-    if t.decrypt_failed:
-        notes.append(f"the key log did not decrypt {t.decrypt_failed} TLS 1.3 "
-                     "handshake(s) (wrong secrets for their client randoms?): their chains "
-                     "stay encrypted")
+    result.note, key_notes = keylog_notes(index.key_logs, chunks[-1].keylog_summary,
+                                          t.decrypt_failed)
+    notes += key_notes
     result.input = InputRecord(
         run_id=run_id, path=path, sha256=index.sha256, size=index.size,
         records=len(result.records), complete=True, partial=any(c.partial for c in chunks),
