@@ -213,6 +213,8 @@ class Record:
     validation: tuple[Validation, ...] = ()
     interception: Interception | None = None
     control: Control | None = None
+    #: The SNI control when a run has two controls (``control`` is then the path control).
+    control_sni: Control | None = None
     attempts: Attempts | None = None
     verdict: str = "inconclusive"
     outcome: str = "setup/system_failure"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import jsonschema
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -79,3 +80,25 @@ def test_an_http_failure_after_the_handshake_does_not_hide_the_chain() -> None:
     assert d["verdict"] == "intercepted" and d["outcome"].startswith(  # type: ignore[union-attr]
         "cert/known_interception_ca")
     assert "after the handshake: http/failed:timeout" in d["anomalies"]  # type: ignore[operator]
+
+
+def test_a_second_sni_control_goes_to_control_sni_and_needs_a_path_control() -> None:
+    legit = _ders(F.legitimate("facebook.com").chain)
+    sni = ProbeObservation(target=Target("facebook.com", "example.com", "127.0.0.1", 443),
+                           started=F.now, chain_der=_ders(F.legitimate("example.com").chain))
+    rec, decision = probe_record(
+        record_id="i", run_id="r", seen=judge_observation(_obs(failure="tls/reset"), JUDGE),
+        control=judge_observation(_obs(chain_der=legit), JUDGE), control_kind="resolver",
+        sni_control=judge_observation(sni, JUDGE))
+    d = to_dict(rec)
+    jsonschema.validate(d, load_schema())
+    assert (d["verdict"], d["control"]["kind"], d["control_sni"]["kind"]) == (
+        "blocked", "resolver", "sni")
+    assert d["control_sni"]["target"]["sni"] == "example.com"
+    assert d["control_sni"]["outcome"] == judge_observation(sni, JUDGE).outcome
+    assert decision.confidence == 0.9 and len(d["control_sni"]["chain"]) == 2
+    seen = judge_observation(_obs(failure="tls/reset"), JUDGE)
+    for control, kind in ((None, "path"), (judge_observation(sni, JUDGE), "sni")):
+        with pytest.raises(ValueError, match="needs a path or resolver control"):
+            probe_record(record_id="i", run_id="r", seen=seen, control=control,
+                         control_kind=kind, sni_control=judge_observation(sni, JUDGE))

@@ -55,10 +55,13 @@ def _obs(**kw: Any) -> ProbeObservation:
 
 
 def _probe(judge: ChainJudge, seen: ProbeObservation, control: ProbeObservation | None = None,
-           kind: str = "path", captive: bool = False) -> dict[str, Any]:
+           kind: str = "path", captive: bool = False,
+           sni_control: ProbeObservation | None = None) -> dict[str, Any]:
     c = judge_observation(control, judge) if control else None
+    sc = judge_observation(sni_control, judge) if sni_control else None
     rec, _ = probe_record(record_id="id-1", run_id="run-1", seen=judge_observation(seen, judge),
-                          control=c, control_kind=kind, captive_portal=captive)
+                          control=c, control_kind=kind, captive_portal=captive,
+                          sni_control=sc)
     d: dict[str, Any] = json.loads(json.dumps(to_dict(rec)))  # as read back from a file
     return d
 
@@ -68,6 +71,8 @@ def _scenarios(judge: ChainJudge) -> dict[str, dict[str, Any]]:
     forged = _ders(F.forged_2019("facebook.com").chain)
     random_ca = _ders(F.forged_random_ca("facebook.com").chain)
     raw = b"HTTP/1.1 302 Found\r\nLocation: https://vk.com/blank.php?rkn=1\r\n\r\n"
+    sni_target = Target(domain="facebook.com", sni="example.com", ip="127.0.0.1", port=443)
+    sni_ok = _obs(chain_der=_ders(F.legitimate("example.com").chain), target=sni_target)
     return {
         "valid": _probe(judge, _obs(chain_der=legit, tls=TlsInfo(version="TLSv1.3"))),
         "forged": _probe(judge, _obs(chain_der=forged)),
@@ -92,6 +97,18 @@ def _scenarios(judge: ChainJudge) -> dict[str, dict[str, Any]]:
             chain_der=_ders(F.legitimate("example.com").chain),
             target=Target(domain="facebook.com", sni="example.com")), kind="sni"),
         "captive": _probe(judge, _obs(chain_der=forged), captive=True),
+        # Two controls: the path control in `control`, the SNI control in `control_sni`.
+        "two_controls_intercepted": _probe(judge, _obs(chain_der=random_ca),
+                                           _obs(chain_der=legit), sni_control=sni_ok),
+        "two_controls_disagree": _probe(judge, _obs(failure="tls/reset"),
+                                        _obs(chain_der=legit), sni_control=_obs(
+                                            failure="tls/reset", target=sni_target)),
+        "two_controls_sni_decides": _probe(judge, _obs(chain_der=random_ca),
+                                           _obs(chain_der=random_ca), sni_control=sni_ok),
+        "two_controls_both_failed": _probe(judge, _obs(chain_der=random_ca),
+                                           _obs(failure="tcp/timeout"), kind="resolver",
+                                           sni_control=_obs(failure="tcp/refused",
+                                                            target=sni_target)),
         "no_chain": _probe(judge, _obs()),
     }
 
@@ -108,6 +125,36 @@ def test_unchanged_rules_give_byte_identical_records(judge: ChainJudge) -> None:
         assert not r.changed, (name, r.old, r.new)
         assert json.dumps(d, sort_keys=True) == before  # the input is not modified
         assert json.dumps(r.record, sort_keys=True) == before, name
+
+
+def test_two_control_records_rejudge_with_both_controls(judge: ChainJudge) -> None:
+    sc = _scenarios(judge)
+    both = sc["two_controls_intercepted"]
+    assert both["control"]["kind"] == "path" and both["control_sni"]["kind"] == "sni"
+    assert (both["verdict"], both["rule_id"]) == ("intercepted", "R42-untrusted-control-valid")
+    assert "control_sni" not in sc["random_ca_control_valid"]
+    # The disagreement lowers the confidence, and rejudge finds it again from the record.
+    dis = sc["two_controls_disagree"]
+    assert (dis["verdict"], dis["rule_id"], dis["confidence"]) == (
+        "blocked", "R72-failure-control-succeeded", 0.6)
+    assert any("controls disagree" in r for r in dis["reasons"])
+    # Only the SNI control saw the site work: without it, the same record is no interception.
+    sni = sc["two_controls_sni_decides"]
+    assert sni["verdict"] == "intercepted" and sni["confidence"] == 0.55
+    alone = {k: v for k, v in sni.items() if k != "control_sni"}
+    r = rejudge_record(alone, lambda _at: judge)
+    assert r.changed and r.record["verdict"] == "ok" and "control_sni" not in r.record
+    # The SNI control's chain is re-judged too: its stored judgement is replaced by today's.
+    stale = copy.deepcopy(both)
+    stale["control_sni"]["outcome"] = "cert/untrusted_root:stale"
+    stale["control_sni"]["chain"][0]["subject"] = "CN=stale"
+    r = rejudge_record(stale, lambda _at: judge)
+    assert r.record["control_sni"] == both["control_sni"] and r.modified and not r.changed
+    # A control_sni without DER cannot be re-judged, and says where.
+    broken = copy.deepcopy(both)
+    del broken["control_sni"]["chain"][0]["der_b64"]
+    skipped = rejudge_record(broken, lambda _at: judge).skipped
+    assert skipped == "control_sni.chain[0] has no der_b64"
 
 
 def test_verify_records_rejudge_to_themselves(judge: ChainJudge) -> None:

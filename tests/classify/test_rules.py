@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tlswatch.classify.rules import ControlAgreement, ControlView, Seen, classify
+from tlswatch.classify.rules import (
+    ControlAgreement,
+    ControlView,
+    Seen,
+    classify,
+    classify_two_controls,
+    combine_controls,
+)
 from tlswatch.failures import Verdict
 
 NONE = None
@@ -90,3 +97,70 @@ def test_confidence_rises_when_the_control_differs() -> None:
     weak = classify(Seen(KNOWN, "issuer_name_only"))
     strong = classify(Seen(KNOWN, "issuer_name_only"), VALID)
     assert strong.confidence > weak.confidence
+
+
+# -- two controls: a path control and an SNI control (docs/verdicts.md, "Two controls") ------
+
+P_VALID = ControlView("path", ControlAgreement.VALID, "cert/valid")
+P_SAME = ControlView("path", ControlAgreement.SAME, "tls/reset")
+P_FAILED = ControlView("path", ControlAgreement.FAILED, "tcp/timeout")
+S_VALID = ControlView("sni", ControlAgreement.VALID, "cert/valid")
+S_SAME = ControlView("sni", ControlAgreement.SAME, "tls/reset")
+S_FAILED = ControlView("sni", ControlAgreement.FAILED, "tcp/refused")
+
+TWO = [
+    # seen, path control, sni control, verdict, rule, confidence, the control used, disagree
+    (Seen("tls/reset"), P_VALID, S_VALID, B, "R72-failure-control-succeeded", 0.9, "path", False),
+    (Seen("tls/reset"), P_VALID, S_FAILED, B, "R72-failure-control-succeeded", 0.9, "path",
+     False),
+    (Seen("tls/reset"), P_FAILED, S_VALID, B, "R72-failure-control-succeeded", 0.9, "sni", False),
+    (Seen("tls/reset"), P_SAME, S_SAME, D, "R71-failure-control-same", 0.8, "path", False),
+    (Seen("tls/reset"), P_SAME, S_FAILED, D, "R71-failure-control-same", 0.8, "path", False),
+    (Seen("tls/reset"), P_FAILED, S_SAME, D, "R71-failure-control-same", 0.8, "sni", False),
+    (Seen("tls/reset"), P_FAILED, S_FAILED, A, "R70-failure-no-control", 0.4, "path", False),
+    # Disagreement that decides the verdict: the valid control wins, 0.3 less confident.
+    (Seen("tls/reset"), P_VALID, S_SAME, B, "R72-failure-control-succeeded", 0.6, "path", True),
+    (Seen("tls/reset"), P_SAME, S_VALID, B, "R72-failure-control-succeeded", 0.6, "sni", True),
+    (Seen("cert/untrusted_root:X"), P_SAME, S_VALID, I, "R42-untrusted-control-valid", 0.55,
+     "sni", True),
+    (Seen("cert/expired"), P_VALID, S_SAME, A, "R52-benign-cert-control-differs", 0.1, "path",
+     True),
+    # Disagreement that does not change the verdict: the lower of the two readings.
+    (Seen(KNOWN, "issuer_name_only"), P_VALID, S_SAME, I,
+     "R22-interception-weak-control-differs", 0.7, "path", True),
+    (Seen(KNOWN, "verified_signature"), P_SAME, S_VALID, I, "R20-interception-ca-verified", 0.99,
+     "sni", True),
+    (Seen("cert/untrusted_root:X"), P_VALID, S_VALID, I, "R42-untrusted-control-valid", 0.85,
+     "path", False),
+]
+
+
+@pytest.mark.parametrize(
+    ("seen", "path", "sni", "verdict", "rule", "confidence", "used", "disagree"), TWO,
+    ids=[f"{s.outcome}-{p.agreement}-{c.agreement}" for s, p, c, *_ in TWO])
+def test_two_controls_table(seen: Seen, path: ControlView, sni: ControlView, verdict: Verdict,
+                            rule: str, confidence: float, used: str, disagree: bool) -> None:
+    pair = combine_controls(path, sni)
+    assert (pair.used.kind, pair.disagree) == (used, disagree)
+    assert {pair.used.kind, pair.other.kind} == {"path", "sni"}
+    d = classify_two_controls(seen, path, sni)
+    assert (d.verdict, d.rule_id, d.confidence) == (verdict, rule, confidence)
+    # Both controls are named in the reasons, and a disagreement is said.
+    assert any(r.startswith("path control: ") for r in d.reasons)
+    assert any(r.startswith("sni control: ") for r in d.reasons)
+    assert any("controls disagree" in r for r in d.reasons) == disagree
+
+
+def test_two_controls_that_agree_decide_as_the_path_control_alone() -> None:
+    for seen in (Seen("tls/reset"), Seen("cert/self_signed"),
+                 Seen("cert/valid", chain_trusted=True)):
+        for path, sni in ((P_VALID, S_VALID), (P_SAME, S_SAME)):
+            one, two = classify(seen, path), classify_two_controls(seen, path, sni)
+            assert (two.verdict, two.rule_id, two.confidence) == \
+                (one.verdict, one.rule_id, one.confidence)
+            assert two.reasons[:len(one.reasons)] == one.reasons
+
+
+def test_a_failed_second_control_is_said_and_changes_nothing() -> None:
+    d = classify_two_controls(Seen("tls/reset"), P_VALID, S_FAILED)
+    assert "the sni control failed, so it cannot confirm or refute this observation" in d.reasons

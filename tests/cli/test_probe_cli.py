@@ -159,6 +159,28 @@ def test_every_target_at_every_vantage(servers: Servers, tmp_path: Path) -> None
     assert len(verbose) == 4 and any("tls/reset" in v and "via filter" in v for v in verbose)
 
 
+def test_a_path_control_and_an_sni_control_in_one_run(servers: Servers) -> None:
+    # The target path resets every handshake; the path control works. The SNI control goes
+    # to the same resetting address, so the two controls disagree (docs/verdicts.md).
+    code, out, err = invoke("s1.example.com", "--connect", f"{HOST}:{servers.rst}", "--store",
+                            str(servers.store), "--retries", "0", "--control-sni",
+                            "s2.example.com", "--control-connect", f"{HOST}:{servers.tls}")
+    assert code == 0, err
+    (rec,) = lines_of(out)[1:-1]
+    assert (rec["verdict"], rec["outcome"], rec["confidence"]) == ("blocked", "tls/reset", 0.6)
+    assert rec["control"]["kind"] == "path" and rec["control"]["outcome"] == "cert/valid"
+    assert rec["control_sni"]["kind"] == "sni" and rec["control_sni"]["outcome"] == "tls/reset"
+    assert rec["control_sni"]["target"]["sni"] == "s2.example.com"
+    # One control alone: no control_sni key, and the record keeps the old shape.
+    code, out, err = invoke("s1.example.com", "--connect", f"{HOST}:{servers.rst}", "--store",
+                            str(servers.store), "--retries", "0", "--control-sni",
+                            "s2.example.com")
+    assert code == 0, err
+    (rec,) = lines_of(out)[1:-1]
+    assert "control_sni" not in rec and rec["control"]["kind"] == "sni"
+    assert (rec["verdict"], rec["rule_id"]) == ("down", "R71-failure-control-same")
+
+
 def test_captive_portal_precheck_makes_results_inconclusive(servers: Servers) -> None:
     code, out, err = invoke("s1.example.com", "--connect", f"{HOST}:{servers.tls}", "--store",
                             str(servers.store), "--captive-check",
@@ -175,7 +197,10 @@ def test_captive_portal_precheck_makes_results_inconclusive(servers: Servers) ->
     (["--resume"], "--resume needs -o FILE (the output to continue)"),
     (["--connect", "127.0.0.1", "--vantages", "v.txt"], "--connect and --vantages exclude"),
     (["--connect", "localhost:443"], "--connect: 'localhost:443' is not an IP address"),
-    (["--control-sni", "a.example", "--control-connect", "127.0.0.1"], "at most one of"),
+    (["--control-connect", "127.0.0.1", "--control-resolver", "127.0.0.1"],
+     "give at most one path control: --control-connect or --control-resolver"),
+    (["--control-sni", "a..example", "--control-connect", "127.0.0.1"],
+     "--control-sni: empty label"),
     (["--tls-version", "1.4"], "--tls-version '1.4': expected V or MIN-MAX"),
     (["--store", "nope"], "unknown trust store 'nope'"),
     (["--resolver", "dns.example"], "--resolver 'dns.example': expected IP[:PORT]"),

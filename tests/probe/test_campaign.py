@@ -8,6 +8,7 @@ import random
 import ssl
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from tlswatch.probe.campaign import (
 )
 from tlswatch.probe.inputs import Endpoint, TargetSpec, Task, VantageSpec, iter_tasks
 from tlswatch.testing import FIXED_NOW, CertFactory, Issued, write_store_pem
+from tlswatch.tls.hello import decode_client_hello
 from tlswatch.x509.registry import load_registry
 from tlswatch.x509.stores import load_stores
 
@@ -345,6 +347,165 @@ def test_sni_control_without_an_ip_is_not_measured_and_says_so(pki: Pki, tmp_pat
     assert summary.measurements == 1
 
 
+# -- two controls: a path control and an SNI control in one run --------------------------
+
+
+@dataclass(frozen=True)
+class TwoNames:
+    judge: ChainJudge
+    real: tuple[Path, Path]  # the real server's chain and key: example.com, control.example
+    forged: tuple[Path, Path]  # a middlebox's forged example.com
+
+    def origin(self) -> ssl.SSLContext:
+        return server_context(*self.real)
+
+    def interceptor(self) -> ssl.SSLContext:
+        """The real server behind an SNI-triggered interceptor: example.com gets the forgery."""
+        ctx, forged = server_context(*self.real), server_context(*self.forged)
+
+        def by_sni(obj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+            if name == "example.com":
+                obj.context = forged
+
+        ctx.sni_callback = by_sni
+        return ctx
+
+
+@pytest.fixture(scope="module")
+def two_names(tmp_path_factory: pytest.TempPathFactory) -> TwoNames:
+    d = tmp_path_factory.mktemp("two")
+    f = CertFactory(seed=12)
+    root = f.root("CN=two controls root")
+    leaf = f.leaf(root, ["example.com", "control.example"])
+    box = f.root("CN=middlebox root")
+    forged = f.leaf(box, ["example.com"])
+    (d / "real.pem").write_bytes(leaf.pem + root.pem)
+    (d / "real.key").write_bytes(leaf.key_pem)
+    (d / "forged.pem").write_bytes(forged.pem + box.pem)
+    (d / "forged.key").write_bytes(forged.key_pem)
+    return TwoNames(judge_for(root, d), (d / "real.pem", d / "real.key"),
+                    (d / "forged.pem", d / "forged.key"))
+
+
+def sni_of(hello: bytes) -> str | None:
+    return decode_client_hello(hello[9:]).server_name  # after record + handshake headers
+
+
+def sni_filter(upstream: int, blocked: str = "example.com") -> Callable[..., Any]:
+    """A transparent DPI box: a RST after a ClientHello for ``blocked``, else a TCP relay."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hello = await read_client_hello(reader)
+        if sni_of(hello) == blocked:
+            reset(writer)
+            return
+        up_r, up_w = await asyncio.open_connection(HOST, upstream)
+        up_w.write(hello)
+
+        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            while data := await r.read(65536):
+                w.write(data)
+                await w.drain()
+            w.close()
+
+        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer), return_exceptions=True)
+
+    return handler
+
+
+def two_controls(p: list[int], target: int, path: int) -> tuple[Iterator[Task], dict[str, Any]]:
+    return (tasks_for(["example.com"], [VantageSpec("here", HOST, p[target])]),
+            {"control": ControlSpec("path", endpoint=Endpoint(HOST, p[path])),
+             "sni_control": ControlSpec("sni", sni="control.example")})
+
+
+def test_two_controls_interception_seen_by_both(two_names: TwoNames) -> None:
+    t = two_names
+    summary, recs = with_servers([(tls_idle, t.interceptor()), (tls_idle, t.origin())],
+                                 lambda p: two_controls(p, 0, 1), t.judge)
+    (rec,) = recs
+    assert (rec.verdict, rec.rule_id, rec.confidence) == (
+        "intercepted", "R42-untrusted-control-valid", 0.85)
+    assert rec.outcome.startswith("cert/untrusted_root")
+    assert rec.control is not None and rec.control_sni is not None
+    assert (rec.control.kind, rec.control.outcome) == ("path", "cert/valid")
+    assert (rec.control_sni.kind, rec.control_sni.outcome) == ("sni", "cert/valid")
+    assert rec.control_sni.target is not None
+    assert (rec.control_sni.target.sni, rec.control_sni.target.ip) == ("control.example", HOST)
+    assert rec.control_sni.chain[0].sha256 == rec.control.chain[0].sha256 != rec.chain[0].sha256
+    assert "path control: valid (cert/valid)" in rec.reasons
+    assert "sni control: valid (cert/valid)" in rec.reasons
+    assert summary.measurements == 3
+
+
+def test_two_controls_reset_here_both_controls_work_is_blocked(two_names: TwoNames) -> None:
+    t = two_names
+
+    async def main() -> list[Record]:
+        origin = await serve(tls_idle, t.origin())
+        box = await serve(sni_filter(port_of(origin)))
+        try:
+            tasks, kw = two_controls([port_of(box), port_of(origin)], 0, 1)
+            sink = ListSink()
+            options = CampaignOptions(timeouts=FAST, clock=lambda: FIXED_NOW, retries=1,
+                                      backoff=0.0, **kw)
+            await run_campaign(tasks, options, sink, judge=t.judge, run_id="r")
+            return sink.records
+        finally:
+            box.close()
+            origin.close()
+
+    (rec,) = asyncio.run(main())
+    assert (rec.verdict, rec.outcome, rec.rule_id, rec.confidence) == (
+        "blocked", "tls/reset", "R72-failure-control-succeeded", 0.9)
+    assert rec.control is not None and rec.control.outcome == "cert/valid"
+    # The SNI control went through the same box with a name it lets pass.
+    assert rec.control_sni is not None and rec.control_sni.outcome == "cert/valid"
+    assert not any("disagree" in r for r in rec.reasons)
+    assert rec.attempts is not None and (rec.attempts.count, rec.attempts.agreeing) == (2, 2)
+
+
+def test_two_controls_that_disagree_lower_the_confidence(two_names: TwoNames) -> None:
+    # The box resets every name: the SNI control fails like the target, the path works.
+    t = two_names
+    _, recs = with_servers([(reset_after_hello, None), (tls_idle, t.origin())],
+                           lambda p: two_controls(p, 0, 1), t.judge)
+    (rec,) = recs
+    assert (rec.verdict, rec.outcome, rec.rule_id, rec.confidence) == (
+        "blocked", "tls/reset", "R72-failure-control-succeeded", 0.6)
+    assert rec.control_sni is not None and rec.control_sni.outcome == "tls/reset"
+    assert any("the controls disagree" in r and "(if it is right: down)" in r
+               for r in rec.reasons)
+
+
+def test_two_controls_without_a_target_ip_measure_the_path_control_only(
+        two_names: TwoNames) -> None:
+    t = two_names
+    summary, recs = with_servers(
+        [(tls_idle, t.origin())],
+        lambda p: (tasks_for(["example.com"], port=p[0]),
+                   {"resolver": (HOST, p[1]),
+                    "control": ControlSpec("resolver", resolver=(HOST, p[2])),
+                    "sni_control": ControlSpec("sni", sni="control.example")}),
+        t.judge, zones=[{"example.com": "NXDOMAIN"}, {"example.com": [HOST]}])
+    (rec,) = recs
+    assert (rec.verdict, rec.outcome) == ("blocked", "dns/nxdomain")
+    assert rec.control is not None and rec.control.kind == "resolver"
+    assert rec.control_sni is None
+    assert "control_not_measured: the sni control needs the target's IP" in rec.anomalies
+    assert summary.measurements == 2
+
+
+def test_an_sni_control_goes_beside_a_path_control_only() -> None:
+    sni = ControlSpec("sni", sni="c.example")
+    path = ControlSpec("path", endpoint=Endpoint(HOST, 443))
+    for control, second in ((None, sni), (sni, sni), (path, path)):
+        with pytest.raises(ValueError, match="sni_control"):
+            CampaignOptions(control=control, sni_control=second)
+    assert CampaignOptions(control=path, sni_control=sni).controls == (path, sni)
+    assert CampaignOptions(control=sni).controls == (sni,)
+
+
 def test_per_ip_rate_resolves_first_and_keeps_dns_in_the_record(pki: Pki, tmp_path: Path) -> None:
     judge = judge_for(pki.root, tmp_path)
     for per_ip in (None, 50.0):
@@ -410,3 +571,16 @@ def test_captive_portal_makes_every_verdict_inconclusive_without_retries(
     assert all(r.attempts is not None and r.attempts.count == 1 for r in recs)
     assert summary.measurements == 2
     assert not any(isinstance(r, RunRecord) for r in recs)
+
+
+def test_two_controls_travel_to_dask_shards() -> None:
+    # Shards get pickled CampaignOptions (tlswatch.distributed.probe): both controls go along.
+    import pickle
+
+    from tlswatch.distributed.probe import shard_options
+
+    sni = ControlSpec("sni", sni="c.example")
+    path = ControlSpec("path", endpoint=Endpoint(HOST, 8443))
+    opts = CampaignOptions(control=path, sni_control=sni, concurrency=8)
+    shard = pickle.loads(pickle.dumps(shard_options(opts, 2, resolves=False)))
+    assert (shard.control, shard.sni_control, shard.concurrency) == (path, sni, 4)

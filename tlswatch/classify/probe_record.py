@@ -11,7 +11,13 @@ from dataclasses import dataclass
 
 from tlswatch.classify.blockpages import BlockpageMatch, match_blockpage
 from tlswatch.classify.chain import ChainJudge, ChainJudgement, compare_with_control
-from tlswatch.classify.rules import ControlView, Decision, Seen, classify
+from tlswatch.classify.rules import (
+    ControlView,
+    Decision,
+    Seen,
+    classify,
+    classify_two_controls,
+)
 from tlswatch.failures import CertOutcome, HttpFailure, Stage, outcome
 from tlswatch.model import Attempts, Control, HttpInfo, Interception, Record, Vantage, rfc3339
 from tlswatch.probe.observation import ProbeObservation
@@ -61,6 +67,11 @@ def judge_observation(obs: ProbeObservation, judge: ChainJudge) -> JudgedObserva
     return JudgedObservation(obs, out, chain, bp)
 
 
+def _control(j: JudgedObservation, kind: str) -> Control:
+    return Control(kind=kind, outcome=j.outcome, tls=j.obs.tls,
+                   chain=j.chain.chain if j.chain else (), target=j.obs.target)
+
+
 def probe_record(
     *,
     record_id: str,
@@ -71,25 +82,37 @@ def probe_record(
     vantage: Vantage | None = None,
     attempts: Attempts | None = None,
     captive_portal: bool = False,
+    sni_control: JudgedObservation | None = None,
 ) -> tuple[Record, Decision]:
+    """Judge ``seen`` against its control(s) and build the record.
+
+    ``control`` (of kind ``control_kind``) goes to the record's ``control``. ``sni_control``
+    is only for a run with two controls: ``control`` is then the path (or resolver) control
+    and the SNI control goes to ``control_sni``; both are weighed
+    (:func:`~tlswatch.classify.rules.classify_two_controls`).
+    """
+    if sni_control is not None and (control is None or control_kind == "sni"):
+        raise ValueError("sni_control needs a path or resolver control beside it")
     view: ControlView | None = None
     if control is not None:
         view = compare_with_control(seen.side, control.side, control_kind)
     evidence = seen.chain.evidence if seen.chain is not None and seen.handshake_done else None
     server_side = seen.blockpage is not None and seen.blockpage.kind != "blockpage"
-    decision = classify(Seen(
+    facts = Seen(
         seen.outcome, evidence,
         blockpage=seen.blockpage.id if seen.blockpage and not server_side else None,
         server_side=seen.blockpage.id if server_side and seen.blockpage else None,
         captive_portal=captive_portal,
         chain_trusted=bool(seen.chain and seen.chain.trusted and seen.handshake_done),
-    ), view)
+    )
+    if sni_control is not None and view is not None:
+        decision = classify_two_controls(
+            facts, view, compare_with_control(seen.side, sni_control.side, "sni"))
+    else:
+        decision = classify(facts, view)
     o = seen.obs
-    ctl = None
-    if control is not None and view is not None:
-        ctl = Control(kind=control_kind, outcome=control.outcome, tls=control.obs.tls,
-                      chain=control.chain.chain if control.chain else (),
-                      target=control.obs.target)
+    ctl = _control(control, control_kind) if control is not None else None
+    ctl_sni = _control(sni_control, "sni") if sni_control is not None else None
     http = o.http
     if http is not None and seen.blockpage is not None:
         http = HttpInfo(http.status, http.title, http.body_sha256, http.body_len, seen.blockpage.id)
@@ -99,7 +122,7 @@ def probe_record(
         chain=seen.chain.chain if seen.chain else (),
         validation=seen.chain.validation if seen.chain else (),
         interception=seen.chain.interception if seen.chain else Interception(matched=False),
-        control=ctl, attempts=attempts,
+        control=ctl, control_sni=ctl_sni, attempts=attempts,
         verdict=decision.verdict.value, outcome=decision.outcome,
         confidence=decision.confidence, rule_id=decision.rule_id,
         rules_version=decision.rules_version, reasons=decision.reasons,

@@ -12,15 +12,16 @@ without measuring again, through the same code that made it (:class:`ChainJudge`
 * a blockpage: today's fingerprints matched against ``http.title``/``http.status``; a page
   body is not stored, so an earlier body match is kept while its fingerprint still exists;
 * the control: its chain (``control.chain[].der_b64``) judged the same way, else its
-  failure outcome;
+  failure outcome; the same for ``control_sni`` (a run with two controls), and the two are
+  weighed as the probe weighed them (:func:`classify_two_controls`);
 * a captive-portal run (rule ``R00-captive-portal``) stays inconclusive: that was a fact
   about the network at the time, not a rule.
 
 Only the judged parts change: ``chain`` facts, ``validation``, ``interception``,
-``control.chain``/``control.outcome``, ``http.blockpage``, the verdict fields, and chain
-anomalies are added; every other key, known or not, is kept as it was. A record that
-cannot be re-judged (a chain without DER, an unreadable time) is passed through unchanged
-and counted.
+``control.chain``/``control.outcome`` (and ``control_sni``'s), ``http.blockpage``, the
+verdict fields, and chain anomalies are added; every other key, known or not, is kept as
+it was. A record that cannot be re-judged (a chain without DER, an unreadable time) is
+passed through unchanged and counted.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import Any
 
 from tlswatch.classify.blockpages import BlockpageMatch, load_fingerprints, match_blockpage
 from tlswatch.classify.chain import ChainJudge, ChainJudgement, compare_with_control
-from tlswatch.classify.rules import ControlView, Seen, classify
+from tlswatch.classify.rules import ControlView, Seen, classify, classify_two_controls
 from tlswatch.failures import CertOutcome, HttpFailure, Stage, TlsFailure, outcome, outcome_class
 from tlswatch.model import HttpInfo, to_dict
 
@@ -176,14 +177,61 @@ def _fields(rec: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(copy.deepcopy(rec.get(f)) for f in VERDICT_FIELDS)
 
 
+@dataclass(slots=True)
+class _Control:
+    """A stored control, parsed; judged by :meth:`judge`."""
+
+    key: str  # "control" or "control_sni"
+    raw: Mapping[str, Any]
+    ders: tuple[bytes, ...]
+    view: ControlView | None = None
+    judged: ChainJudgement | None = None
+
+    @classmethod
+    def read(cls, rec: Mapping[str, Any], key: str) -> _Control | None:
+        raw = rec.get(key)
+        if not isinstance(raw, Mapping):
+            return None
+        return cls(key, raw, _ders(raw.get("chain"), f"{key}.chain"))
+
+    def judge(self, side: ChainJudgement | str, judge: ChainJudge, host: str | None,
+              at: datetime, default_kind: str) -> None:
+        kind = _str(self.raw.get("kind")) or default_kind
+        c_out = _str(self.raw.get("outcome"))
+        c_failed = _stage(c_out) in _RAW_FAILURE_STAGES
+        if self.ders and not c_failed:
+            c_host = _host(self.raw.get("target")) or host
+            j = judge.judge(self.ders, host=c_host, at=at)
+            mismatch = outcome(Stage.CERT, CertOutcome.HOSTNAME_MISMATCH)
+            if j.outcome == mismatch and _stage(c_out) == "cert" and \
+                    outcome_class(c_out or "") not in (mismatch, "cert/invalid"):
+                # A control's validations are not stored; a path that was judged before
+                # and only fails the name now was judged without one (an OONI test helper).
+                j = judge.judge(self.ders, host=None, at=at)
+            self.judged = j
+            self.view = compare_with_control(side, j, kind)
+        elif c_out is not None:
+            self.view = compare_with_control(side, c_out, kind)
+
+    def updated(self) -> dict[str, Any]:
+        """The stored control with its judged parts replaced."""
+        assert self.judged is not None
+        c = dict(self.raw)
+        c["chain"] = to_dict(self.judged.chain)
+        old_out = _str(self.raw.get("outcome")) or ""
+        if _stage(old_out) == "cert" and outcome_class(old_out) != "cert/mismatch_vs_control":
+            c["outcome"] = self.judged.outcome
+        return c
+
+
 def rejudge_record(rec: Mapping[str, Any], judge_for: JudgeFor) -> Rejudged:
     """Re-judge one record dict (a ``tlswatch/1`` measurement) with ``judge_for(time)``."""
     old = _fields(rec)
     try:
         at = _parse_time(rec.get("time"))
         ders = _ders(rec.get("chain"), "chain")
-        control = rec.get("control") if isinstance(rec.get("control"), Mapping) else None
-        control_ders = _ders(control.get("chain"), "control.chain") if control else ()
+        control = _Control.read(rec, "control")
+        control_sni = _Control.read(rec, "control_sni")
     except _CannotRejudge as e:
         return Rejudged(dict(rec), old, old, skipped=str(e))
     judge = judge_for(at)
@@ -205,46 +253,31 @@ def rejudge_record(rec: Mapping[str, Any], judge_for: JudgeFor) -> Rejudged:
                       else HttpFailure.SERVER_SIDE, bp.id)
     side: ChainJudgement | str = chain if chain is not None and done else out
 
-    view: ControlView | None = None
-    control_j: ChainJudgement | None = None
-    if control is not None:
-        kind = _str(control.get("kind")) or "path"
-        c_out = _str(control.get("outcome"))
-        c_failed = _stage(c_out) in _RAW_FAILURE_STAGES
-        if control_ders and not c_failed:
-            c_host = _host(control.get("target")) or host
-            control_j = judge.judge(control_ders, host=c_host, at=at)
-            mismatch = outcome(Stage.CERT, CertOutcome.HOSTNAME_MISMATCH)
-            if control_j.outcome == mismatch and _stage(c_out) == "cert" and \
-                    outcome_class(c_out or "") not in (mismatch, "cert/invalid"):
-                # A control's validations are not stored; a path that was judged before
-                # and only fails the name now was judged without one (an OONI test helper).
-                control_j = judge.judge(control_ders, host=None, at=at)
-            view = compare_with_control(side, control_j, kind)
-        elif c_out is not None:
-            view = compare_with_control(side, c_out, kind)
+    controls = [c for c in (control, control_sni) if c is not None]
+    for c in controls:
+        c.judge(side, judge, host, at, "path" if c is control else "sni")
+    view = control.view if control is not None else None
+    sni_view = control_sni.view if control_sni is not None else None
 
     server_side = bp is not None and bp.kind != "blockpage"
-    decision = classify(Seen(
+    facts = Seen(
         out, chain.evidence if chain is not None and done else None,
         blockpage=bp.id if bp is not None and not server_side else None,
         server_side=bp.id if bp is not None and server_side else None,
         captive_portal=rec.get("rule_id") == "R00-captive-portal",
         chain_trusted=bool(chain is not None and chain.trusted and done),
-    ), view)
+    )
+    decision = classify_two_controls(facts, view, sni_view) if view and sni_view \
+        else classify(facts, view)
 
     new = dict(rec)
     if chain is not None:
         new["chain"] = to_dict(chain.chain)
         new["validation"] = to_dict(chain.validation)
         new["interception"] = to_dict(chain.interception)
-    if control is not None and control_j is not None:
-        c = dict(control)
-        c["chain"] = to_dict(control_j.chain)
-        if _stage(_str(control.get("outcome"))) == "cert" and \
-                outcome_class(control.get("outcome")) != "cert/mismatch_vs_control":
-            c["outcome"] = control_j.outcome
-        new["control"] = c
+    for c in controls:
+        if c.judged is not None:
+            new[c.key] = c.updated()
     http = rec.get("http")
     if isinstance(http, Mapping) and ("blockpage" in http or bp is not None):
         h = dict(http)
@@ -261,12 +294,13 @@ def rejudge_record(rec: Mapping[str, Any], judge_for: JudgeFor) -> Rejudged:
                rules_version=decision.rules_version, reasons=reasons)
     raw_anomalies = rec.get("anomalies")
     old_anomalies: list[Any] = raw_anomalies if isinstance(raw_anomalies, list) else []
-    extra = [a for j in (chain, control_j) if j is not None for a in j.anomalies
+    judged = (chain, *(c.judged for c in controls))
+    extra = [a for j in judged if j is not None for a in j.anomalies
              if a not in old_anomalies]
     if extra or "anomalies" in rec:
         new["anomalies"] = [*old_anomalies, *dict.fromkeys(extra)]
     used = tuple(dict.fromkeys(
-        (v.store, v.store_version) for j in (chain, control_j) if j is not None
+        (v.store, v.store_version) for j in judged if j is not None
         for v in j.validation))
     return Rejudged(new, old, _fields(new), stores=used, modified=new != rec)
 

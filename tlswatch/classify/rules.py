@@ -18,7 +18,10 @@ __all__ = [
     "ControlView",
     "Decision",
     "Seen",
+    "TwoControls",
     "classify",
+    "classify_two_controls",
+    "combine_controls",
 ]
 
 RULES_VERSION = "2026.11.1"
@@ -171,3 +174,61 @@ def classify(seen: Seen, control: ControlView | None = None) -> Decision:
 
     return Decision(Verdict.INCONCLUSIVE, out, 0.1, "R90-unclassified",
                     (f"no rule for outcome {outcome_class(out)}", *notes))
+
+
+# -- two controls: a path (or resolver) control and an SNI control --------------------------
+
+_DISAGREEMENT_PENALTY = 0.3  # confidence lost when the verdict hangs on which control is right
+
+
+@dataclass(frozen=True, slots=True)
+class TwoControls:
+    """Which of two controls the table uses, the other one, and whether they contradict.
+
+    ``disagree``: one control saw what the target path saw (``same``) while the other saw the
+    site work (``valid``). A failed control vouches for nothing, so it never disagrees.
+    """
+
+    used: ControlView
+    other: ControlView
+    disagree: bool
+
+
+def combine_controls(path: ControlView, sni: ControlView) -> TwoControls:
+    """Pick the control the table uses: one that saw the site work differently wins (either
+    control can confirm interference); else one that saw the same; else both failed. Ties
+    go to the path control, the comparison over another network path."""
+    for agreement in (ControlAgreement.VALID, ControlAgreement.SAME):
+        for used, other in ((path, sni), (sni, path)):
+            if used.agreement is agreement:
+                return TwoControls(used, other, agreement is ControlAgreement.VALID
+                                   and other.agreement is ControlAgreement.SAME)
+    return TwoControls(path, sni, False)
+
+
+def classify_two_controls(seen: Seen, path: ControlView, sni: ControlView) -> Decision:
+    """The table with two controls (docs/verdicts.md, "Two controls").
+
+    The chosen control (:func:`combine_controls`) decides; the reasons name both. When they
+    disagree the confidence drops: to the lower of the two readings if both give the same
+    verdict, else by 0.3 (never below 0.1).
+    """
+    pair = combine_controls(path, sni)
+    d = classify(seen, pair.used)
+    notes: tuple[str, ...] = (_control_reason(pair.other),)
+    if pair.other.agreement is ControlAgreement.FAILED and \
+            pair.used.agreement is not ControlAgreement.FAILED:
+        notes += (f"the {pair.other.kind} control failed, so it cannot confirm or refute "
+                  "this observation",)
+    confidence = d.confidence
+    if pair.disagree:
+        alt = classify(seen, pair.other)
+        if alt.verdict is d.verdict:
+            confidence = min(d.confidence, alt.confidence)
+        else:
+            confidence = max(0.1, round(d.confidence - _DISAGREEMENT_PENALTY, 2))
+        notes += (f"the controls disagree: the {pair.used.kind} control saw the site work, "
+                  f"the {pair.other.kind} control saw the same as the target path "
+                  f"(if it is right: {alt.verdict.value})",)
+    return Decision(d.verdict, d.outcome, confidence, d.rule_id, (*d.reasons, *notes),
+                    d.rules_version)

@@ -98,10 +98,12 @@ TARGET_OPTIONS: list[_Decorator] = [
                  help="Control: resolve each name with this resolver too and measure that "
                       "address (control kind 'resolver')."),
     click.option("--control-sni", metavar="NAME",
-                 help="Control: the same IP with this SNI instead (control kind 'sni')."),
+                 help="Control: the same IP with this SNI instead (control kind 'sni'). May "
+                      "be combined with --control-connect or --control-resolver: both controls "
+                      "are measured and weighed, the SNI one recorded as control_sni."),
     click.option("--control-connect", metavar="IP[:PORT]",
                  help="Control: the same SNI sent to this IP, another network path (control "
-                      "kind 'path'). At most one --control-* option per run."),
+                      "kind 'path'). Excludes --control-resolver."),
     click.option("--ip-version", type=click.Choice(["4", "6", "both"]), default="4",
                  show_default=True, help="Which DNS answers to ask for and connect to."),
     click.option("--dns-timeout", type=click.FloatRange(0, min_open=True), default=5.0,
@@ -148,8 +150,8 @@ RUN_OPTIONS: list[_Decorator] = [
     click.option("--backoff", type=click.FloatRange(0), default=1.0, show_default=True,
                  metavar="S", help="Seconds before the first retry; doubles with each retry."),
     click.option("--concurrency", type=click.IntRange(1, 10_000), default=50, show_default=True,
-                 metavar="N", help="Targets in flight at once (with a control, each target "
-                                   "has two measurements in flight)."),
+                 metavar="N", help="Targets in flight at once (each control adds one "
+                                   "measurement in flight per target)."),
     click.option("--rate", type=click.FloatRange(0, min_open=True), metavar="R",
                  help="At most R measurements started per second overall (default: unlimited)."),
     click.option("--per-ip-rate", type=click.FloatRange(0, min_open=True), metavar="R",
@@ -313,10 +315,9 @@ def check_params(p: ProbeParams) -> Checked:
     """The checks of option combinations that need no I/O (run before any output check)."""
     if p.connect and p.vantages_file:
         raise InputError("--connect and --vantages exclude each other")
-    controls = [c for c in (p.control_sni, p.control_connect, p.control_resolver) if c]
-    if len(controls) > 1:
-        raise InputError("give at most one of --control-sni, --control-connect, "
-                         "--control-resolver")
+    if p.control_connect and p.control_resolver:
+        raise InputError("give at most one path control: --control-connect or "
+                         "--control-resolver (--control-sni may go with either)")
     if p.no_sni and p.control_sni:
         raise InputError("--control-sni needs SNI: drop --no-sni")
     if not p.domains and not p.inputs:
@@ -377,18 +378,22 @@ def prepare(p: ProbeParams, checked: Checked, report: Report, *,
         if f != "-" and (os.path.isdir(f) or not os.access(f, os.R_OK)):
             raise InputError(f"{f}: cannot read")
 
+    # The path (or resolver) control is `control`; an SNI control beside it is the second.
     control: ControlSpec | None = None
+    sni_control: ControlSpec | None = None
     if p.control_sni:
         try:
-            control = ControlSpec("sni", sni=to_a_label(p.control_sni))
+            sni_control = ControlSpec("sni", sni=to_a_label(p.control_sni))
         except InputLineError as e:
             raise InputError(f"--control-sni: {e}") from None
-    elif p.control_connect:
+    if p.control_connect:
         control = ControlSpec("path",
                               endpoint=_endpoint("--control-connect", p.control_connect))
     elif p.control_resolver:
         control = ControlSpec("resolver",
                               resolver=_resolver("--control-resolver", p.control_resolver))
+    if control is None:
+        control, sni_control = sni_control, None  # a lone SNI control is the control
 
     vantages: list[VantageSpec] = []
     if p.connect:
@@ -437,7 +442,7 @@ def prepare(p: ProbeParams, checked: Checked, report: Report, *,
         raise InputError(f"--keylog {p.keylog}: cannot open ({e.strerror or e})") from None
 
     options = CampaignOptions(
-        resolver=res_addr, control=control,
+        resolver=res_addr, control=control, sni_control=sni_control,
         timeouts=Timeouts(dns=p.dns_timeout, connect=p.connect_timeout, tls=p.tls_timeout,
                           http=p.http_timeout, overall=p.timeout),
         ip_version=_ip_version(p.ip_version), min_version=checked.min_version,

@@ -6,8 +6,9 @@ and memory stays flat however long the input is. Each task:
 
 1. waits for the rate limits (a global rate, a rate per destination IP) — outside every
    measurement timer, so waiting never turns into a timeout;
-2. is measured (:func:`tlswatch.probe.measure.measure`); its control (if any) is measured
-   once per task, concurrently when its destination is known up front;
+2. is measured (:func:`tlswatch.probe.measure.measure`); its control(s) (if any: a path or
+   resolver control, an SNI control, or one of each) are measured once per task,
+   concurrently when their destination is known up front;
 3. is judged by ``classify`` (:func:`~tlswatch.classify.probe_record.probe_record`);
 4. is repeated up to ``retries`` times while its verdict is not ``ok``, with exponential
    backoff and jitter. An ``ok`` attempt ends the retries and is the result (a transient
@@ -122,6 +123,8 @@ class CampaignOptions:
 
     resolver: tuple[str, int] | None = None  # None: the system's first nameserver
     control: ControlSpec | None = None
+    #: A second control, of kind ``sni``, beside a path or resolver ``control``.
+    sni_control: ControlSpec | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
     ip_version: IpVersion = "4"
     min_version: TlsVersion = "TLSv1.2"
@@ -151,6 +154,15 @@ class CampaignOptions:
             raise ValueError("concurrency must be at least 1")
         if self.retries < 0:
             raise ValueError("retries must be 0 or more")
+        if self.sni_control is not None and (
+                self.sni_control.kind != "sni" or self.control is None
+                or self.control.kind == "sni"):
+            raise ValueError("sni_control is an sni control beside a path or resolver control")
+
+    @property
+    def controls(self) -> tuple[ControlSpec, ...]:
+        """Every control of a task: ``control`` first."""
+        return tuple(c for c in (self.control, self.sni_control) if c is not None)
 
 
 @dataclass(slots=True)
@@ -254,9 +266,7 @@ class _Campaign:
             anomalies=bogons + obs.anomalies,
             total_ms=round((obs.total_ms or 0.0) + dns_s * 1e3, 3))
 
-    async def control(self, task: Task, ip: str | None) -> ProbeObservation:
-        c = self.o.control
-        assert c is not None
+    async def control(self, task: Task, ip: str | None, c: ControlSpec) -> ProbeObservation:
         if c.kind == "sni":
             return await self.observe(task.domain, c.sni, ip, task.port, None)
         if c.kind == "path":
@@ -274,12 +284,14 @@ class _Campaign:
     async def run_task(self, task: Task) -> Record:
         o = self.o
         ctl = o.control
-        early: asyncio.Task[ProbeObservation] | None = None
-        if ctl is not None and (ctl.kind != "sni" or task.ip is not None):
-            # Its destination is known now: measure the control alongside the first attempt.
-            early = asyncio.create_task(self.control(task, task.ip))
+        specs = o.controls
+        early: dict[ControlKind, asyncio.Task[ProbeObservation]] = {}
+        for spec in specs:
+            if spec.kind != "sni" or task.ip is not None:
+                # Its destination is known now: measure the control alongside the first attempt.
+                early[spec.kind] = asyncio.create_task(self.control(task, task.ip, spec))
         tries: list[tuple[Record, str]] = []
-        control_j: JudgedObservation | None = None
+        judged: dict[ControlKind, JudgedObservation] = {}
         note: str | None = None
         retries = 0 if o.captive_portal else o.retries  # a captive portal gives the same again
         try:
@@ -288,24 +300,29 @@ class _Campaign:
                     await self.sleep(self._backoff(attempt))
                 obs = await self.observe(task.domain, task.sni, task.ip, task.port, o.resolver)
                 seen = judge_observation(obs, self.judge)
-                if attempt == 0 and ctl is not None:
-                    if early is not None:
-                        control_j = judge_observation(await early, self.judge)
-                    elif obs.target.ip is not None:
-                        control_j = judge_observation(
-                            await self.control(task, obs.target.ip), self.judge)
-                    else:
-                        note = "control_not_measured: the sni control needs the target's IP"
+                if attempt == 0:
+                    for spec in specs:
+                        if spec.kind in early:
+                            judged[spec.kind] = judge_observation(await early[spec.kind],
+                                                                  self.judge)
+                        elif obs.target.ip is not None:
+                            judged[spec.kind] = judge_observation(
+                                await self.control(task, obs.target.ip, spec), self.judge)
+                        else:
+                            note = "control_not_measured: the sni control needs the target's IP"
+                control_j = judged.get(ctl.kind) if ctl else None
                 rec, decision = probe_record(
                     record_id=task.id, run_id=self.run_id, seen=seen, control=control_j,
                     control_kind=ctl.kind if ctl else "path", vantage=task.record_vantage,
-                    captive_portal=o.captive_portal, attempts=_ONE if attempt == 0 else None)
+                    captive_portal=o.captive_portal, attempts=_ONE if attempt == 0 else None,
+                    sni_control=judged.get("sni") if o.sni_control else None)
                 tries.append((rec, outcome_class(decision.outcome)))
                 if decision.verdict is Verdict.OK:
                     break
         finally:
-            if early is not None and not early.done():
-                early.cancel()
+            for t in early.values():
+                if not t.done():
+                    t.cancel()
         if len(tries) == 1 and note is None:
             return tries[0][0]  # built with attempts 1/1 already: no second Record
         rec, agreeing = _pick(tries)
