@@ -55,3 +55,17 @@ def test_findings_show_the_evidence() -> None:
                  "R72-failure-control-succeeded"):
         assert what in page, what
     assert page.count("<details open>") == 3  # the first interference findings, open
+
+
+def test_trace_section_escapes_hostile_names() -> None:
+    from .test_summary import _trace
+
+    s = ReportStats()
+    for r in records():
+        s.add(r)
+    s.add(_trace("<script>alert(1)</script>.example", "injection", 3, "198.18.3.2"))
+    page = render_html(s)
+    assert '<h2 id="traces">Middlebox traces</h2>' in page
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert '<td class="n">3</td><td class="mono">198.18.3.2</td>' in page
+    assert '<h2 id="traces">' not in render_html(ReportStats())

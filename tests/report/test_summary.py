@@ -34,3 +34,49 @@ def test_empty_and_row_cap() -> None:
     for i in range(30):
         s.add({"target": {"domain": f"d{i}"}, "verdict": "ok", "outcome": "cert/valid"})
     assert "… 20 more rows" in render_summary(s, max_rows=10)
+
+
+def _trace(sni: str, kind: str, hop: int | None, router: str | None) -> dict[str, object]:
+    """A tlswatch-trace/1 record as `tlswatch trace -o` writes it (checked by its schema)."""
+    import hashlib
+    import json
+    from importlib import resources
+
+    import jsonschema
+
+    rec: dict[str, object] = {
+        "type": "trace", "schema": "tlswatch-trace/1",
+        "id": hashlib.sha256(sni.encode()).hexdigest()[:32],
+        "time": "2026-11-28T12:00:00Z",
+        "target": {"ip": "198.19.2.1", "port": 443, "sni": sni, "control_sni": "example.org"},
+        "options": {"max_ttl": 7, "timeout": 0.3, "repeats": 1, "syn": True}, "hops": [],
+        "located_hop": hop, "located_router": router, "server_hop": 5, "tcp_hop": 5,
+        "kind": kind, "evidence": [f"full path: {sni} drew a RST (IP TTL 62)"],
+        "verdict": "blocked", "outcome": "tls/reset", "confidence": 0.9, "rule_id": "R60",
+        "rules_version": "x", "reasons": []}
+    schema = json.loads(resources.files("tlswatch.trace").joinpath(
+        "trace.schema.json").read_text())
+    jsonschema.validate(rec, schema)
+    return rec
+
+
+def test_traces_have_their_own_section_and_are_not_verdicts() -> None:
+    s = ReportStats()
+    for r in records():
+        s.add(r)
+    before = (s.total, dict(s.verdicts))
+    assert s.add(_trace("reset.test", "injection", 3, "198.18.3.2"))
+    assert s.add(_trace("evil\x1b[2J.example", "none", None, None))
+    assert (s.total, dict(s.verdicts)) == before  # a trace locates a box: no verdict count
+    text = render_summary(s)
+    assert "Middlebox traces (tlswatch trace)" in text
+    line = next(x for x in text.splitlines() if "reset.test" in x and "injection" in x)
+    assert line.split()[2:6] == ["injection", "3", "198.18.3.2", "5"]
+    assert "\x1b" not in text and "evil\\x1b[2J.example" in text
+
+
+def test_no_trace_section_without_traces() -> None:
+    s = ReportStats()
+    for r in records():
+        s.add(r)
+    assert "Middlebox traces" not in render_summary(s)

@@ -192,6 +192,18 @@ def render_html(stats: ReportStats, *, title: str = "tlswatch report",
         h.append(f'<p class="muted">{stats.findings_dropped} more records of further '
                  "findings are not listed.</p>")
 
+    if stats.traces_total:
+        h.append('<h2 id="traces">Middlebox traces</h2>')
+        h.append(_table(["SNI", "target", "kind", "located hop", "router", "server hop",
+                         "evidence"],
+                        ([_td(t.sni, mono=True), _td(t.ip, mono=True), _td(t.kind),
+                          _td(t.hop, num=True), _td(t.router, mono=True),
+                          _td(t.server_hop, num=True), _td(t.evidence)]
+                         for t in stats.traces)))
+        if stats.traces_total > len(stats.traces):
+            h.append(f'<p class="muted">{stats.traces_total - len(stats.traces)} more traces '
+                     "are not listed.</p>")
+
     h.append('<h2 id="anomalies">Anomalies</h2>')
     h.append("<p>Anomaly verdicts by outcome class:</p>" + _list(
         f"{k}: {n}" for k, n in stats.anomaly_outcomes.most_common(20)))

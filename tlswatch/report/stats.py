@@ -35,6 +35,7 @@ MAX_KEYS = 5_000  # distinct keys of the other counters
 MAX_FINDINGS = 500
 MAX_DOMAINS_PER_CA = 20
 MAX_TEXT = 300  # peer strings kept per field (subjects, reasons)
+MAX_TRACES = 500  # tlswatch trace records kept for the report (the rest are counted)
 VERDICTS: tuple[str, ...] = tuple(v.value for v in Verdict)
 _FINDING_VERDICTS = ("intercepted", "blocked", "anomaly", "down")
 
@@ -81,6 +82,24 @@ def cn_of(name: str | None) -> str | None:
         if sep and key.strip().upper() == "CN":
             return value.strip()
     return name
+
+
+def _int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+@dataclass(frozen=True, slots=True)
+class TraceRow:
+    """One trace, as the report shows it (strings cut, as every peer-derived text)."""
+
+    sni: str
+    ip: str
+    kind: str
+    hop: int | None
+    router: str | None
+    server_hop: int | None
+    evidence: str | None
+    time: datetime | None
 
 
 @dataclass(slots=True)
@@ -179,9 +198,26 @@ class ReportStats:
         self.findings: dict[tuple[str, str, str], Finding] = {}
         self.findings_dropped = 0
         self.not_records = 0  # JSON objects that are neither records nor run records
+        self.traces: list[TraceRow] = []  # tlswatch-trace/1 records (middlebox location)
+        self.traces_total = 0
         self.first: datetime | None = None
         self.last: datetime | None = None
         self.inputs: list[InputStats] = []
+
+    def _add_trace(self, rec: dict[str, Any]) -> None:
+        """A ``tlswatch trace`` record: where a middlebox sits (not a measurement verdict)."""
+        self.traces_total += 1
+        if len(self.traces) >= MAX_TRACES:
+            return
+        target = _obj(rec, "target")
+        evidence = rec.get("evidence")
+        self.traces.append(TraceRow(
+            sni=_text(target.get("sni"), 255) or "(none)", ip=_text(target.get("ip"), 64) or "-",
+            kind=_text(rec.get("kind"), 20) or "-", hop=_int(rec.get("located_hop")),
+            router=_text(rec.get("located_router"), 64),
+            server_hop=_int(rec.get("server_hop")),
+            evidence=_text(evidence[0]) if isinstance(evidence, list) and evidence else None,
+            time=_time(rec.get("time"))))
 
     # -- bounded helpers -----------------------------------------------------------------
 
@@ -193,6 +229,9 @@ class ReportStats:
         """Aggregate one JSON object; False when it is not a record (counted, not fatal)."""
         if rec.get("kind") == "run":
             self.runs += 1
+            return True
+        if rec.get("type") == "trace":
+            self._add_trace(rec)
             return True
         verdict = rec.get("verdict")
         out = rec.get("outcome")

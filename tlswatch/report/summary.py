@@ -71,6 +71,17 @@ def render_summary(stats: ReportStats, *, max_rows: int = MAX_ROWS) -> str:
         out.append(f"  {s(domain, 60)}: " + ", ".join(
             f"{s(m, 40)} {n}" for m, n in methods.most_common()))
 
+    if stats.traces_total:
+        out += ["", "Middlebox traces (tlswatch trace)"]
+        rows = [[s(t.sni, 60), s(t.ip, 40), s(t.kind, 14),
+                 str(t.hop) if t.hop is not None else "-", s(t.router or "-", 40),
+                 str(t.server_hop) if t.server_hop is not None else "-"]
+                for t in stats.traces[:max_rows]]
+        out += ["  " + r for r in _table(["sni", "target", "kind", "hop", "router",
+                                          "server hop"], rows)]
+        if stats.traces_total > len(rows):
+            out.append(f"  … {stats.traces_total - len(rows)} more traces")
+
     out += ["", "Anomalies"]
     if stats.anomaly_outcomes:
         out.append("  anomaly verdicts: " + ", ".join(
