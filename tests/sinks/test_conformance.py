@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from conftest import require_module
-from sink_samples import input_record, record, run_record, stream
+from sink_samples import record, run_record, stream
 
 from tlswatch.model import InputRecord, Record, RunRecord
 from tlswatch.sinks.base import (
@@ -258,10 +258,13 @@ def test_every_prefix_of_an_append_only_file_is_readable_and_appendable(
 
 def test_a_csv_row_cut_inside_its_last_cell_is_not_read(tmp_path: Path) -> None:
     out = tmp_path / "o.csv"
+    # The last column is control_sni_leaf_sha256: a record whose last cell is not empty.
+    rec = record_dict(record(0))
+    rec["control_sni"] = {"kind": "sni", "outcome": "cert/valid", "chain": [{"sha256": "ab" * 32}]}
     with open_sink(out, append=False) as sink:
-        sink.write(input_record(1))
+        sink.write(rec)
     data = out.read_bytes()
-    assert data.endswith(b"byte 100\r\n")
+    assert data.endswith(b"abab\r\n")
     out.write_bytes(data[:-4])  # same number of fields, last cell cut short
     bad: list[str] = []
     assert list(read_records(out, on_bad=bad.append)) == []

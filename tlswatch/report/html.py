@@ -69,6 +69,14 @@ def _list(items: Iterable[object]) -> str:
     return f"<ul>{lis}</ul>" if lis else '<p class="muted">none</p>'
 
 
+def _control(title: str, ctl: dict[str, Any]) -> str:
+    subj = "; ".join(str(s) for s in ctl.get("chain") or () if s)
+    return (f"<p><b>{esc(title)}</b> ({esc(ctl.get('kind') or '-')}"
+            + (f", SNI {esc(ctl['sni'])}" if ctl.get("sni") else "")
+            + f"): {esc(ctl.get('outcome') or '-')}"
+            + (f"; chain: {esc(subj)}" if subj else "") + "</p>")
+
+
 def _finding(f: Finding, *, open_: bool = False) -> str:
     e: dict[str, Any] = f.example
     conf = e.get("confidence")
@@ -111,13 +119,11 @@ def _finding(f: Finding, *, open_: bool = False) -> str:
               _td(v.get("anchor"))] for v in validation)))
     ctl = e.get("control")
     if ctl:
-        subj = "; ".join(str(s) for s in ctl.get("chain") or () if s)
-        parts.append(f"<p><b>Control</b> ({esc(ctl.get('kind') or '-')}"
-                     + (f", SNI {esc(ctl['sni'])}" if ctl.get("sni") else "")
-                     + f"): {esc(ctl.get('outcome') or '-')}"
-                     + (f"; chain: {esc(subj)}" if subj else "") + "</p>")
+        parts.append(_control("Control", ctl))
     else:
         parts.append('<p><b>Control</b>: <span class="muted">none measured</span></p>')
+    if e.get("control_sni"):  # the second control of a two-control run
+        parts.append(_control("SNI control", e["control_sni"]))
     if e.get("anomalies"):
         parts.append("<p><b>Anomalies</b></p>" + _list(e["anomalies"]))
     parts.append("</details>")

@@ -101,6 +101,8 @@ def unflatten(row: dict[str, Any]) -> dict[str, Any]:
                            "evidence": row.get("interception_evidence")}
     if row.get("control_kind"):
         out["control"] = {"kind": row.get("control_kind"), "outcome": row.get("control_outcome")}
+    if row.get("control_sni_outcome"):
+        out["control_sni"] = {"kind": "sni", "outcome": row.get("control_sni_outcome")}
     out["tls"] = {"failure": row.get("tls_failure")}
     out["reasons"] = _split(row.get("reasons"))
     out["anomalies"] = _split(row.get("anomalies"))

@@ -144,7 +144,7 @@ class InputStats:
 
 
 def _evidence(rec: dict[str, Any]) -> dict[str, Any]:
-    """What a finding shows: outcome, rule, reasons, chain, validation, control (all capped)."""
+    """What a finding shows: outcome, rule, reasons, chain, validation, controls (capped)."""
     chain = [{"subject": _text(c.get("subject")), "issuer": _text(c.get("issuer")),
               "sha256": _text(c.get("sha256"), 64), "not_before": _text(c.get("not_before"), 40),
               "not_after": _text(c.get("not_after"), 40),
@@ -155,12 +155,6 @@ def _evidence(rec: dict[str, Any]) -> dict[str, Any]:
                    "trusted": v.get("trusted") is True, "error": _text(v.get("error"), 80),
                    "anchor": _text(v.get("anchor_subject"))}
                   for v in _objs(rec, "validation")[:12]]
-    ctl = _obj(rec, "control")
-    control = None
-    if ctl:
-        control = {"kind": _text(ctl.get("kind"), 20), "outcome": _text(ctl.get("outcome")),
-                   "sni": _text(_obj(ctl, "target").get("sni"), 255),
-                   "chain": [_text(c.get("subject")) for c in _objs(ctl, "chain")[:5]]}
     icp = _obj(rec, "interception")
     target = _obj(rec, "target")
     return {
@@ -176,8 +170,20 @@ def _evidence(rec: dict[str, Any]) -> dict[str, Any]:
                          "incident": _text(icp.get("incident"), 80),
                          "evidence": _text(icp.get("evidence"), 40),
                          "pattern": _texts(icp, "pattern")} if icp.get("matched") else None,
-        "chain": chain, "validation": validation, "control": control,
+        "chain": chain, "validation": validation,
+        # Two controls (docs/verdicts.md): the path control in `control`, the SNI one beside.
+        "control": _control(rec, "control"), "control_sni": _control(rec, "control_sni"),
     }
+
+
+def _control(rec: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """A control as a finding shows it (capped like the rest), or None when not measured."""
+    ctl = _obj(rec, key)
+    if not ctl:
+        return None
+    return {"kind": _text(ctl.get("kind"), 20), "outcome": _text(ctl.get("outcome")),
+            "sni": _text(_obj(ctl, "target").get("sni"), 255),
+            "chain": [_text(c.get("subject")) for c in _objs(ctl, "chain")[:5]]}
 
 
 class ReportStats:

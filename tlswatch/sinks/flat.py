@@ -163,6 +163,11 @@ COLUMNS: tuple[Column, ...] = (
     _c("input_handshakes", "int", "input rows: TLS handshakes seen"),
     _c("input_anomalies", "str", "input rows: anomaly counts as name=count joined with |"),
     _c("input_warnings", "str", "input rows: warnings joined with |"),
+    # Appended, not placed beside control_*: tools that combine old and new files by column
+    # position (DuckDB's default over Parquet parts) and SQLite's ADD COLUMN keep lining up.
+    _c("control_sni_outcome", "str", "control_sni.outcome (the SNI control of a run with two)"),
+    _c("control_sni_outcome_class", "str", "control_sni.outcome without its detail"),
+    _c("control_sni_leaf_sha256", "str", "control_sni.chain[0].sha256"),
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
@@ -295,6 +300,8 @@ def _measurement(d: Mapping[str, Any]) -> dict[str, Any]:
     outcome = d.get("outcome") if isinstance(d.get("outcome"), str) else None
     ctl_outcome = _get(d, "control", "outcome")
     ctl_outcome = ctl_outcome if isinstance(ctl_outcome, str) else None
+    sni_outcome = _get(d, "control_sni", "outcome")
+    sni_outcome = sni_outcome if isinstance(sni_outcome, str) else None
     return {
         "kind": "measurement",
         "id": d.get("id"), "run_id": d.get("run_id"), "schema": d.get("schema"),
@@ -345,6 +352,9 @@ def _measurement(d: Mapping[str, Any]) -> dict[str, Any]:
         "control_kind": _get(d, "control", "kind"), "control_outcome": ctl_outcome,
         "control_outcome_class": ctl_outcome.split(":", 1)[0] if ctl_outcome else None,
         "control_leaf_sha256": _get(d, "control", "chain", 0, "sha256"),
+        "control_sni_outcome": sni_outcome,
+        "control_sni_outcome_class": sni_outcome.split(":", 1)[0] if sni_outcome else None,
+        "control_sni_leaf_sha256": _get(d, "control_sni", "chain", 0, "sha256"),
         "attempts_count": _get(d, "attempts", "count"),
         "attempts_agreeing": _get(d, "attempts", "agreeing"),
         "verdict": d.get("verdict"), "outcome": outcome,

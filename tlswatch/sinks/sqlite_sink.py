@@ -8,8 +8,8 @@ Tables (``docs/sinks.md`` has the full schema):
   JSON (``record``), ``id`` unique, so a resumed or re-converted run never duplicates
   (``INSERT OR IGNORE``);
 * ``certificates``: each presented certificate once, by SHA-256 of its DER;
-* ``chain_links``: which certificates each measurement saw, in order (``role`` is ``seen``
-  or ``control``);
+* ``chain_links``: which certificates each measurement saw, in order (``role`` is ``seen``,
+  ``control`` or ``control_sni``: the SNI control of a run with two controls);
 * ``inputs``: the input records of ``tlswatch analyse`` (one per capture file analysed);
 * ``extras``: records of any other ``kind`` (a later tlswatch), kept whole.
 
@@ -69,6 +69,8 @@ INPUT_COLUMNS: tuple[tuple[str, str], ...] = (("run_id", "run_id"), *(
 _TYPE_OF = {c.name: _SQL_TYPES[c.type] for c in COLUMNS}
 # Record tables merged by seq when reading; the first two always exist in a tlswatch store.
 _RECORD_TABLES = ("runs", "measurements", "inputs", "extras")
+# Record keys of controls whose chains go to chain_links; the key is the link's role.
+_CONTROL_ROLES = ("control", "control_sni")
 _INDEXED = ("time", "target_domain", "verdict", "outcome_class", "interception_label",
             "vantage_name", "run_id")
 
@@ -273,8 +275,10 @@ class SqliteSink:
             self.duplicates += 1
             return
         mid = d["id"]
-        chains = (("seen", d.get("chain")), ("control", (d.get("control") or {}).get("chain")
-                                             if isinstance(d.get("control"), Mapping) else None))
+        chains = [("seen", d.get("chain"))]
+        for role in _CONTROL_ROLES:
+            ctl = d.get(role)
+            chains.append((role, ctl.get("chain") if isinstance(ctl, Mapping) else None))
         for role, chain in chains:
             if not isinstance(chain, list):
                 continue
