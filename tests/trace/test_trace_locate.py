@@ -135,3 +135,32 @@ def test_repeats_most_common_answer_wins_ties_by_what_tells_more() -> None:
     assert summarize(a).response == "icmp_time_exceeded"
     assert summarize([timeout(), rst(60)]).response == "rst"
     assert HopResult(2, tuple(a)).counts == {"icmp_time_exceeded": 2, "timeout": 1}
+
+
+def test_pause_waits_between_probes_and_is_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from tlswatch.trace import hops as hops_mod
+    from tlswatch.trace.hops import TraceConfig
+
+    slept: list[float] = []
+    probes: list[int] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def one(ttl: int) -> Attempt:
+        probes.append(ttl)
+        return icmp(ttl)
+
+    monkeypatch.setattr(hops_mod.asyncio, "sleep", fake_sleep)
+    cfg = TraceConfig(ip="127.0.0.1", port=443, sni="a.example", max_ttl=3, repeats=2,
+                      pause=1.5)
+    got = asyncio.run(hops_mod._trace(cfg, one, until=None, log=lambda _m: None, label="t"))
+    assert [h.ttl for h in got] == [1, 2, 3] and probes == [1, 1, 2, 2, 3, 3]
+    assert slept == [1.5] * 5  # between probes: none before the first
+    slept.clear()
+    asyncio.run(hops_mod._trace(TraceConfig(ip="127.0.0.1", port=443, sni="a.example",
+                                            max_ttl=2), one, until=None,
+                                log=lambda _m: None, label="t"))
+    assert slept == []  # no pause by default

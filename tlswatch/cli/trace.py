@@ -129,6 +129,11 @@ def table(rec: TraceRecord) -> str:
               help="Highest TTL probed.")
 @click.option("--timeout", type=click.FloatRange(0.05, 60), default=2.0, show_default=True,
               metavar="SECONDS", help="Wait per TTL-limited probe (and per TCP connect).")
+@click.option("--pause", type=click.FloatRange(0, 600), default=0.0, show_default=True,
+              metavar="SECONDS",
+              help="Wait between probes. Some censors keep blocking a server for minutes after "
+                   "one forbidden SNI (residual censorship): without a pause, later TTLs and the "
+                   "control may be answered for an earlier probe.")
 @click.option("--repeats", type=click.IntRange(1, 10), default=1, show_default=True,
               metavar="N", help="Probes per TTL and SNI; the most common answer represents "
                                 "the hop (counts are recorded).")
@@ -144,7 +149,7 @@ def table(rec: TraceRecord) -> str:
               help="Append the record (one JSON line) to FILE instead of writing to stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every probe on stderr.")
 def trace(target: str, sni: str, control_sni: str | None, port: int | None, max_ttl: int,
-          timeout: float, repeats: int, syn: bool, stores: tuple[str, ...],
+          timeout: float, pause: float, repeats: int, syn: bool, stores: tuple[str, ...],
           registries: tuple[Path, ...], output: str | None, verbose: bool) -> None:
     """Find the hop at which interception or injection starts, with TTL-limited ClientHellos.
 
@@ -182,7 +187,7 @@ def trace(target: str, sni: str, control_sni: str | None, port: int | None, max_
             err.flush()
 
     cfg = TraceConfig(ip=ip, port=the_port, sni=sni, control_sni=control_sni, max_ttl=max_ttl,
-                      timeout=timeout, repeats=repeats, syn=syn)
+                      timeout=timeout, repeats=repeats, syn=syn, pause=pause)
     try:
         rec = asyncio.run(run_trace(cfg, judge, domain=domain, resolved=answers, log=log))
     except RawSocketDenied as e:

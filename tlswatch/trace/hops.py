@@ -257,6 +257,9 @@ class TraceConfig:
     syn: bool = True
     #: Stop a trace after this many TTLs in a row with no answer at all (traceroute's "*").
     gap_limit: int = 5
+    #: Seconds between two probes: a censor that keeps blocking a server for a while after a
+    #: forbidden SNI (residual censorship) would otherwise answer later probes for an earlier one.
+    pause: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,8 +277,10 @@ async def _trace(cfg: TraceConfig, one: Callable[[int], Awaitable[Attempt]], *, 
     hops: list[HopResult] = []
     silent = 0
     for ttl in range(1, cfg.max_ttl + 1):
-        attempts = []
+        attempts: list[Attempt] = []
         for _ in range(cfg.repeats):
+            if cfg.pause and (hops or attempts):
+                await asyncio.sleep(cfg.pause)
             attempts.append(await one(ttl))
         hop = HopResult(ttl, tuple(attempts))
         hops.append(hop)

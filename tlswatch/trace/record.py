@@ -100,6 +100,7 @@ class TraceOptions:
     timeout: float
     repeats: int
     syn: bool
+    pause: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

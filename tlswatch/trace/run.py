@@ -40,7 +40,7 @@ async def trace(cfg: TraceConfig, judge: ChainJudge, *, domain: str | None = Non
         target=TraceTarget(ip=cfg.ip, port=cfg.port, sni=cfg.sni, control_sni=cfg.control_sni,
                            domain=domain, resolved=resolved),
         options=TraceOptions(max_ttl=cfg.max_ttl, timeout=cfg.timeout, repeats=cfg.repeats,
-                             syn=cfg.syn),
+                             syn=cfg.syn, pause=cfg.pause),
         hops=judged.hops, located_hop=loc.located_hop, located_router=loc.located_router,
         server_hop=loc.server_hop, tcp_hop=loc.tcp_hop, kind=loc.kind, evidence=loc.evidence,
         verdict=d.verdict.value, outcome=d.outcome, confidence=d.confidence,
