@@ -410,6 +410,16 @@ class _FileRun:
             anonymize_key_id=None)
 
 
+def task_error(e: Exception) -> tuple[str, str]:
+    """A worker task's failure as (error_kind, message): "format" (not a capture), "os"
+    (cannot read) or "internal" (a bug of ours)."""
+    if isinstance(e, CaptureFormatError):
+        return "format", str(e)
+    if isinstance(e, OSError):
+        return "os", str(e.strerror or e)
+    return "internal", f"{type(e).__name__}: {e}"
+
+
 def keylog_notes(embedded: int, summary: str, failed: int) -> tuple[str | None, list[str]]:
     """The input record's notes on key logs: (the note on embedded ones, all notes)."""
     note = f"{embedded} embedded TLS key log(s) read: {summary}" if embedded else None
@@ -958,14 +968,8 @@ def analyse_file(path: str | Path, options: AnalyseOptions, known_sha: str | Non
                            totals=result.totals, seen_sha={}, known_sha=known_sha,
                            keylog=keylog, bogons=routable_policy(options.routable))
             result.input = run.run()
-    except CaptureFormatError as e:
-        result.error_kind, result.error = "format", str(e)
-        return result
-    except OSError as e:
-        result.error_kind, result.error = "os", str(e.strerror or e)
-        return result
-    except Exception as e:  # a bug of ours: reported by the client, the other files go on
-        result.error_kind, result.error = "internal", f"{type(e).__name__}: {e}"
+    except Exception as e:  # reported by the client; the other files go on
+        result.error_kind, result.error = task_error(e)
         return result
     result.records = sink.items
     result.note = run.note

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tlswatch.capture import CaptureFormatError, CaptureWarning
+from tlswatch.capture import CaptureWarning
 from tlswatch.capture.chunk import LOOKBACK_NS, ChunkObserver
 from tlswatch.capture.observe import Observation
 from tlswatch.capture.offset_index import (
@@ -36,6 +36,7 @@ from tlswatch.cli.analyse import (
     keylog_notes,
     record_dict,
     routable_policy,
+    task_error,
     verbose_line,
 )
 from tlswatch.model import InputRecord, Vantage
@@ -113,14 +114,8 @@ def analyse_chunk(plan: ChunkPlan, options: AnalyseOptions, sha256: str) -> Chun
                 obs.run()
             finally:
                 obs.close()
-    except CaptureFormatError as e:
-        result.error_kind, result.error = "format", str(e)
-        return result
-    except OSError as e:
-        result.error_kind, result.error = "os", str(e.strerror or e)
-        return result
-    except Exception as e:  # a bug of ours: reported by the client, other files go on
-        result.error_kind, result.error = "internal", f"{type(e).__name__}: {e}"
+    except Exception as e:  # reported by the client; the other files go on
+        result.error_kind, result.error = task_error(e)
         return result
     t.flows = obs.owned_flows
     t.dns_answers = obs.dns_answers
