@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import socket
 import sys
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ import click
 
 from tlswatch.classify.chain import ChainJudge
 from tlswatch.cli.errors import InputError
+from tlswatch.sinks.base import EncodedRecord
 from tlswatch.sinks.jsonl import JsonlWriter
 from tlswatch.textsafe import terminal_safe
 from tlswatch.trace.hops import TraceConfig
@@ -198,7 +198,7 @@ def trace(target: str, sni: str, control_sni: str | None, port: int | None, max_
         assert output is not None
         # The crash-safe appender every tlswatch output goes through (a torn tail is cut).
         with JsonlWriter(Path(output), batch=1) as sink:
-            sink.write(json.loads(line))
+            sink.write(EncodedRecord(rec.id, rec.verdict, rec.outcome, line))  # as it is
             sink.checkpoint()
     else:
         sys.stdout.write(line + "\n")

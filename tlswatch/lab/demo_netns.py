@@ -10,7 +10,6 @@ compares what they report with what the lab did on each path, and where its midd
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 from tlswatch.lab.netns import NetnsLab
 from tlswatch.lab.netns.addresses import LAB_NET
+from tlswatch.sinks.jsonl import read_jsonl
 
 __all__ = ["NetnsDemoResult", "expected_for", "run_netns_demo"]
 
@@ -83,14 +83,10 @@ def _run(lab: NetnsLab, args: list[str], log: Callable[[str], None],
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
+    """The measurement (or trace) records of an output the demo's commands wrote."""
     if not path.exists():
         return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        rec = json.loads(line)
-        if rec.get("kind") not in ("run", "input"):
-            out.append(rec)
-    return out
+    return [r for r in read_jsonl(path) if r.get("kind") not in ("run", "input")]
 
 
 def _rst_detail(rec: dict[str, Any]) -> str:

@@ -158,6 +158,9 @@ class _Tee:
     is handed on as soon as it is complete."""
 
     def __init__(self, pipe: IO[bytes], out: IO[bytes]) -> None:
+        from tlswatch.capture._source import CHUNK_SIZE
+
+        self._chunk = CHUNK_SIZE  # the reader's read-ahead size
         self._fd = pipe.fileno()
         self._out = out
         self._head = b""  # the stream's first bytes, kept while a rewind is still possible
@@ -172,9 +175,7 @@ class _Tee:
         return 0
 
     def read(self, size: int, /) -> bytes:
-        from tlswatch.capture._source import CHUNK_SIZE
-
-        want = min(size, _MIN_READ) if size >= CHUNK_SIZE else size
+        want = min(size, _MIN_READ) if size >= self._chunk else size
         part = self._head[self._pos:self._pos + size]
         self._pos += len(part)
         parts, got = [part], len(part)
