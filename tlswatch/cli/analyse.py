@@ -39,8 +39,7 @@ from tlswatch.cli.progress import Progress
 from tlswatch.failures import Verdict, outcome_class
 from tlswatch.ids import new_run_id
 from tlswatch.model import SCHEMA, InputRecord, Record, Vantage, to_dict, to_plain
-from tlswatch.probe.dns import DEFAULT_BOGONS, BogonKind
-from tlswatch.probe.dns import routable_policy as dns_policy
+from tlswatch.probe.dns import DEFAULT_BOGONS, BogonKind, routable_policy
 from tlswatch.probe.runrecord import closing_run_record, run_record
 from tlswatch.sinks.base import EncodedRecord, Sink, SinkError, is_empty_output, open_sink
 from tlswatch.sinks.jsonl import JsonlWriter
@@ -606,7 +605,7 @@ def analyse(inputs: tuple[str, ...], stores: tuple[str, ...], registries: tuple[
         raise InputError("--workers must be at least 1")
     distributed = workers is not None or scheduler is not None
     split_bytes = parse_size(split_size)
-    routable_policy(routable)  # a bad network is a usage error now, not in a worker
+    capture_bogons(routable)  # a bad network is a usage error now, not in a worker
     if distributed:
         try:
             from tlswatch.distributed import cluster as dask_cluster
@@ -743,7 +742,7 @@ def analyse(inputs: tuple[str, ...], stores: tuple[str, ...], registries: tuple[
                         path, explicit, judge=judge, writer=writer, run_id=run_id,
                         existing=existing, pseudonym=pseudonym, kid=kid, progress=progress,
                         totals=totals, seen_sha=seen_sha, resume=resume, keylog=keylog,
-                        bogons=routable_policy(routable)))
+                        bogons=capture_bogons(routable)))
         writer.write(closing_run_record(opening, datetime.now(UTC)))
     except (KeyboardInterrupt, _Interrupted) as e:
         progress.message("tlswatch: interrupted; run again with --resume to finish")
@@ -919,10 +918,10 @@ _ENGINES_LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=8)
-def routable_policy(routable: tuple[str, ...]) -> frozenset[BogonKind] | None:
+def capture_bogons(routable: tuple[str, ...]) -> frozenset[BogonKind] | None:
     """The bogon policy of ``--routable`` networks (None: the default), built once."""
     try:
-        return dns_policy(DEFAULT_BOGONS, routable) if routable else None
+        return routable_policy(DEFAULT_BOGONS, routable) if routable else None
     except ValueError as e:
         raise InputError(str(e)) from None
 
@@ -966,7 +965,7 @@ def analyse_file(path: str | Path, options: AnalyseOptions, known_sha: str | Non
             run = _FileRun(p, judge=judge, writer=sink, run_id=options.run_id,
                            existing=_Existing(), pseudonym=pseudonym, progress=progress,
                            totals=result.totals, seen_sha={}, known_sha=known_sha,
-                           keylog=keylog, bogons=routable_policy(options.routable))
+                           keylog=keylog, bogons=capture_bogons(options.routable))
             result.input = run.run()
     except Exception as e:  # reported by the client; the other files go on
         result.error_kind, result.error = task_error(e)

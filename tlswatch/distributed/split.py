@@ -33,9 +33,9 @@ from tlswatch.cli.analyse import (
     FileResult,
     _Totals,
     _worker_engine,
+    capture_bogons,
     keylog_notes,
     record_dict,
-    routable_policy,
     task_error,
     verbose_line,
 )
@@ -92,7 +92,7 @@ def analyse_chunk(plan: ChunkPlan, options: AnalyseOptions, sha256: str) -> Chun
     result = ChunkResult(index=plan.index)
     judge, pseudonym, keylog = _worker_engine(options)
     vantage = Vantage(name=Path(plan.path).name, kind="capture")
-    bogons = routable_policy(options.routable)
+    bogons = capture_bogons(options.routable)
     t = result.totals
 
     def on_observation(obs: Observation) -> None:
