@@ -18,6 +18,7 @@ __all__ = [
     "CHUNK_SIZE",
     "MAX_BLOCK_LEN",
     "MAX_PACKET_LEN",
+    "PcapWalker",
     "RawPacket",
     "Readable",
     "SecretsCallback",
@@ -31,6 +32,9 @@ MAX_BLOCK_LEN: Final = 256 << 20  # a pcapng block above this is corruption (nev
 # (timestamp ns, link type, captured length, original length, packet bytes)
 RawPacket = tuple[int, int, int, int, bytes]
 SecretsCallback = Callable[[int, bytes], None]
+# walker(buf, pos, swap, ns_per_unit, extra) -> pos: consumes the pcap records from pos on
+# that it can book itself (Ethernet only); the reader yields the rest. See tcp.enable_fast_path.
+PcapWalker = Callable[[bytes, int, bool, int, int], int]
 
 
 class Readable(Protocol):
@@ -50,7 +54,8 @@ except ImportError:  # pragma: no cover - Python built without lzma
 class Source:
     """A binary stream read in large chunks; records anomalies and stop-warnings."""
 
-    __slots__ = ("_f", "anomalies", "compressed", "name", "on_secrets", "stopped", "warnings")
+    __slots__ = ("_f", "anomalies", "compressed", "name", "on_secrets", "stopped", "walker",
+                 "warnings")
 
     def __init__(self, f: Readable, name: str, *, compressed: bool = False,
                  on_secrets: SecretsCallback | None = None) -> None:
@@ -61,6 +66,7 @@ class Source:
         self.warnings: list[str] = []
         self.on_secrets = on_secrets
         self.stopped = False
+        self.walker: PcapWalker | None = None
 
     def read(self, n: int) -> bytes:
         """Up to ``n`` bytes (fewer only at the end). Grows piecewise, so a corrupt length

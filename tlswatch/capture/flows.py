@@ -58,6 +58,10 @@ class FlowReader:
         self.udp_packets = 0
         self._started = False
         self._on_datagram = on_datagram
+        #: The C fast path's table when the extension is built (its packets are counted here).
+        self.fast_path = self.engine.enable_fast_path()
+        if self.fast_path is not None:
+            self._capture.set_walker(self.fast_path.walk_pcap)
 
     @property
     def anomalies(self) -> Counter[str]:
@@ -103,6 +107,16 @@ class FlowReader:
         frags = self.fragments
         packets = nbytes = tcp = udp = 0
         ts: int | None = None
+        fast = self.fast_path
+
+        def sync() -> None:
+            if fast is None:
+                self.packets, self.bytes, self.tcp_packets = packets, nbytes, tcp
+            else:  # packets the fast path booked are TCP packets too
+                fp, fb = fast.counters()
+                self.packets, self.bytes, self.tcp_packets = packets + fp, nbytes + fb, tcp + fp
+            self.udp_packets = udp
+
         try:
             for ts, linktype, caplen, _origlen, data in self._capture:
                 packets += 1
@@ -111,8 +125,7 @@ class FlowReader:
                     # (a packet of a flow that no longer delivers data: booked, not decoded)
                     tcp += 1
                     if events:  # (a sweep may have ended flows)
-                        self.packets, self.bytes, self.tcp_packets, self.udp_packets = (
-                            packets, nbytes, tcp, udp)
+                        sync()
                         yield from events
                         events.clear()
                     continue
@@ -128,8 +141,7 @@ class FlowReader:
                         if on_datagram is not None:
                             on_datagram(ts, p)
                 if events:
-                    self.packets, self.bytes, self.tcp_packets, self.udp_packets = (
-                        packets, nbytes, tcp, udp)
+                    sync()
                     yield from events
                     events.clear()
             frags.finish(ts)
@@ -137,8 +149,7 @@ class FlowReader:
             yield from events
             events.clear()
         finally:
-            self.packets, self.bytes, self.tcp_packets, self.udp_packets = (
-                packets, nbytes, tcp, udp)
+            sync()
             self._capture.close()
 
     def close(self) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import BinaryIO, Final, Literal
 
-from ._source import CHUNK_SIZE, RawPacket, Readable, SecretsCallback, Source
+from ._source import CHUNK_SIZE, PcapWalker, RawPacket, Readable, SecretsCallback, Source
 from .errors import CaptureFormatError
 from .pcap import PCAP_MAGICS, iter_pcap, parse_pcap_header
 from .pcapng import iter_pcapng, section_byte_order
@@ -74,6 +74,11 @@ class CaptureReader:
 
     def __iter__(self) -> Iterator[RawPacket]:
         return self._it
+
+    def set_walker(self, walker: PcapWalker) -> None:
+        """Let ``walker`` consume the pcap records it can book (before iterating; pcapng
+        files do not use it)."""
+        self._src.walker = walker
 
     def close(self) -> None:
         if self._close is not None:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import struct
+import sys
 from collections.abc import Iterator
 from typing import Final, NamedTuple
 
@@ -57,7 +58,13 @@ def iter_pcap(src: Source, buf: bytes) -> Iterator[RawPacket]:
     rec_len = 16 + hdr.extra
     pos, n = GLOBAL_HEADER_LEN, len(buf)
     read, extend, count = src.read, src.extend, src.count
+    # Ethernet records the flow table only books are consumed by the C fast path, if any.
+    walk = src.walker if linktype == 1 else None
+    swap = (hdr.byte_order == "<") != (sys.byteorder == "little")
+    extra = hdr.extra
     while True:
+        if walk is not None:
+            pos = walk(buf, pos, swap, unit, extra)
         if pos + rec_len > n:
             if pos >= n:
                 buf, pos = read(CHUNK_SIZE), 0

@@ -21,11 +21,12 @@ Policies (documented, tested):
 from __future__ import annotations
 
 import bisect
+import os
 import struct
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from ..tls import Detection
 from .anomalies import Anomaly
@@ -45,6 +46,9 @@ from .events import (
 from .layers import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, PacketTuple, ip_to_str
 from .starttls import greeting_protocol
 
+if TYPE_CHECKING:
+    from ._bulkbook import BulkTable, Popped, SideState
+
 __all__ = ["FlowConfig", "TcpReassembler"]
 
 _MASK: Final = 0xFFFFFFFF
@@ -61,6 +65,8 @@ _MAX_PREFIX: Final = 64  # a detector undecided after this many bytes is given u
 # protocol, and TCP seq, data offset, flags (addresses, ports and ack skipped).
 _ETH_V4TCP_BOOK: Final = struct.Struct("!12xHB1xHHHBB10x4xI4xBB").unpack_from
 _PORTS: Final = struct.Struct("!HH").pack
+_I64_MIN: Final = -(1 << 63)
+_I64_MAX: Final = (1 << 63) - 1
 _DNS_PORT: Final = 53
 
 
@@ -91,8 +97,8 @@ class _Side:
         "after_rst", "capped", "conflicts", "delivered", "detect", "fin", "fin_done",
         "fin_off", "first_ip_id", "first_ts", "gap_bytes", "gaps", "last_ip_id", "last_ts",
         "last_ttl", "next_seq", "offset", "ooo", "ooo_bytes", "ooo_keys", "packets",
-        "payload_bytes", "prefix", "prefix_off", "recent", "recent_bytes", "retrans", "rst",
-        "side", "started", "syn", "syn_seq", "syn_ts", "ttls",
+        "payload_bytes", "prefix", "prefix_off", "raw", "recent", "recent_bytes", "retrans",
+        "rst", "side", "started", "syn", "syn_seq", "syn_ts", "ttls",
     )
 
     def __init__(self, side: Side, detect: bool) -> None:
@@ -122,6 +128,35 @@ class _Side:
         self.last_ip_id: int | None = None
         self.first_ts: int | None = None
         self.last_ts: int | None = None
+        self.raw: bytes | None = None  # IPv4: src, dst, ports of this side's packets
+
+    def bulk_state(self, peer: _Side) -> SideState | None:
+        """What the C fast path needs to book this side's packets as feed_bulk_frame
+        would; None when they need Python (not capped, or the peer waits on ACKs)."""
+        if not self.capped or peer.ooo_keys:
+            return None
+        return (self.started, self.next_seq, self.first_ts is not None,
+                self.first_ip_id is not None, self.ttls)
+
+    def add_bulk(self, d: tuple[int, int, int, int, bool, int, int, int,
+                                list[tuple[int, int]], int, int, int]) -> None:
+        """Take over what the C fast path booked for this side."""
+        (packets, first_ts, last_ts, payload, started, next_seq, off, ttl, ttls, first_id,
+         last_id, after_rst) = d
+        self.packets += packets
+        if self.first_ts is None:
+            self.first_ts = first_ts
+        self.last_ts = last_ts
+        self.payload_bytes += payload
+        self.started = started
+        self.next_seq = next_seq
+        self.offset += off
+        self.last_ttl = ttl
+        self.ttls = dict(ttls)
+        if self.first_ip_id is None:
+            self.first_ip_id = first_id
+        self.last_ip_id = last_id
+        self.after_rst += after_rst
 
     def summary(self) -> SideSummary:
         return SideSummary(
@@ -133,8 +168,8 @@ class _Side:
 
 
 class _Flow:
-    __slots__ = ("closing", "ended", "fid", "key", "last_ts", "plaintext", "rst_events",
-                 "rst_seen", "sides", "table_keys")
+    __slots__ = ("bulk", "closing", "ended", "fid", "key", "last_ts", "plaintext",
+                 "rst_events", "rst_seen", "sides", "table_keys")
 
     def __init__(self, fid: int, key: FlowKey, table_keys: tuple[_TableKey, _TableKey],
                  detect: bool) -> None:
@@ -148,6 +183,7 @@ class _Flow:
         self.rst_seen = False
         self.rst_events = 0
         self.plaintext = False  # STARTTLS greeting or DNS over TCP: plaintext is delivered
+        self.bulk = False  # registered with the C fast path: its counters are there
 
 
 class TcpReassembler:
@@ -174,6 +210,22 @@ class TcpReassembler:
         self._max_recent = self.config.max_recent_bytes_total
         self._now = 0
         self.flows_seen = 0
+        self._bulk: BulkTable | None = None
+
+    def enable_fast_path(self) -> BulkTable | None:
+        """Let the C extension book bulk packets (pass the table's ``walk_pcap`` to the pcap
+        reader). None when the extension is not built or ``TLSWATCH_PURE_PYTHON`` is set;
+        the results are the same either way, only the speed differs."""
+        if os.environ.get("TLSWATCH_PURE_PYTHON"):
+            return None
+        try:
+            from ._bulkbook import BulkTable
+        except ImportError:
+            return None
+        table = BulkTable(self._lru, self.config.max_flows, int.from_bytes(os.urandom(8)))
+        table.set_next_sweep(min(max(self._next_sweep, _I64_MIN), _I64_MAX))
+        self._bulk = table
+        return table
 
     # -- public -------------------------------------------------------------------------
 
@@ -211,6 +263,8 @@ class TcpReassembler:
         flow, me, peer = ent
         if not me.capped or peer.ooo_keys:
             return False
+        if flow.bulk:  # (the C fast path declined it: this side or the time needs Python)
+            self._unbulk(flow)
         et, vihl, total, ip_id, frag, ttl, proto, seq, doff, flags = _ETH_V4TCP_BOOK(data)
         doff = (doff >> 4) << 2
         end = 14 + total if total else len(data)
@@ -249,7 +303,33 @@ class TcpReassembler:
             if 0 < d <= _MAX_SEQ_DISTANCE:
                 me.offset += d
                 me.next_seq = (seq + n) & _MASK
+        bulk = self._bulk
+        if bulk is not None and not flow.closing:  # the flow's next bulk packets: in C
+            client, server = flow.sides
+            assert client.raw is not None and server.raw is not None  # (IPv4: in self._raw)
+            flow.bulk = bulk.add(client.raw, server.raw, flow.fid, flow.last_ts,
+                                 flow.rst_seen, client.bulk_state(server),
+                                 server.bulk_state(client))
         return True
+
+    def _unbulk(self, flow: _Flow) -> None:
+        """Take a flow back from the C fast path with what it booked."""
+        flow.bulk = False
+        assert self._bulk is not None and flow.sides[0].raw is not None
+        got = self._bulk.pop(flow.sides[0].raw)
+        if got is not None:
+            self._take_bulk(flow, got)
+
+    @staticmethod
+    def _take_bulk(flow: _Flow, got: Popped) -> None:
+        last_ts, dc, ds = got
+        if last_ts is not None:
+            flow.last_ts = last_ts
+        client, server = flow.sides
+        if dc is not None:
+            client.add_bulk(dc)
+        if ds is not None:
+            server.add_bulk(ds)
 
     def feed(self, ts: int, p: PacketTuple) -> None:
         """One TCP packet: a :class:`Decoded` or the same fields as a plain tuple (faster)."""
@@ -262,6 +342,8 @@ class TcpReassembler:
             flow, me, peer = self._new_flow(ts, p)
         else:
             flow, me, peer = ent
+            if flow.bulk:
+                self._unbulk(flow)
             if flags & TCP_SYN and seq != me.syn_seq and (
                 me.syn_seq is not None or (me.started and not flags & TCP_ACK)
             ):
@@ -380,8 +462,10 @@ class TcpReassembler:
         self._table[b] = (flow, peer, me)
         if len(src) == 4:
             ports = _PORTS(sport, dport)
-            self._raw[src + dst + ports] = (flow, me, peer)
-            self._raw[dst + src + ports[2:] + ports[:2]] = (flow, peer, me)
+            me.raw = src + dst + ports
+            peer.raw = dst + src + ports[2:] + ports[:2]
+            self._raw[me.raw] = (flow, me, peer)
+            self._raw[peer.raw] = (flow, peer, me)
         self._lru[fid] = flow
         flow.last_ts = ts
         self.events.append(FlowStart(fid, key, ts, origin))
@@ -390,6 +474,8 @@ class TcpReassembler:
     def _end(self, flow: _Flow, reason: str) -> None:
         if flow.ended:
             return
+        if flow.bulk:
+            self._unbulk(flow)
         flow.ended = True
         for st in flow.sides:
             self._flush(flow, st, flow.last_ts)
@@ -409,6 +495,15 @@ class TcpReassembler:
     def _sweep(self, now: int) -> None:
         self._next_sweep = now + _SWEEP_NS
         cfg = self.config
+        bulk = self._bulk
+        if bulk is not None:
+            bulk.set_next_sweep(min(max(self._next_sweep, _I64_MIN), _I64_MAX))
+            # Flows whose time as Python knows it may look idle get their true time back.
+            deadline = min(max(now - cfg.idle_timeout_ns, _I64_MIN), _I64_MAX)
+            for key, got in bulk.pop_stale(deadline):
+                flow = self._raw[key][0]
+                flow.bulk = False
+                self._take_bulk(flow, got)
         closing = self._closing
         while closing:
             flow = closing[0]
