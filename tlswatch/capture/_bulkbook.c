@@ -52,8 +52,47 @@ typedef struct {
     uint32_t mask;
     uint64_t seed;
     int64_t next_sweep;
-    unsigned long long packets, bytes;
+    unsigned long long packets, bytes; /* records consumed: booked, or another share's */
+    unsigned long long skipped;        /* ...of which another share's */
+    uint32_t part_index, part_count;   /* this process's share of the flows (1 = all) */
+    int64_t clock;                     /* time of the last TCP packet, of any share */
+    uint8_t has_clock;
 } BulkTable;
+
+/* CRC-32 (IEEE, as zlib.crc32): which share of the flows a packet belongs to, computed
+   the same way by the Python path (tlswatch.capture.flows.share_of). */
+static uint32_t crc_table[256];
+
+static void crc_init(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[i] = c;
+    }
+}
+
+static uint32_t crc32_of(const uint8_t *p, size_t n) {
+    uint32_t c = 0xFFFFFFFFu;
+    while (n--)
+        c = crc_table[(c ^ *p++) & 0xFF] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+}
+
+/* The share of an IPv4 TCP/UDP packet: both directions of a flow give the same one
+   (the lower address+port first). */
+static uint32_t share_of(const uint8_t *src, const uint8_t *dst, const uint8_t *sport,
+                         const uint8_t *dport, uint32_t count) {
+    uint8_t a[6], b[6], canon[12];
+    memcpy(a, src, 4);
+    memcpy(a + 4, sport, 2);
+    memcpy(b, dst, 4);
+    memcpy(b + 4, dport, 2);
+    int lo = memcmp(a, b, 6) <= 0;
+    memcpy(canon, lo ? a : b, 6);
+    memcpy(canon + 6, lo ? b : a, 6);
+    return crc32_of(canon, 12) % count;
+}
 
 static uint32_t hash_key(const BulkTable *t, const uint8_t *k) {
     uint64_t a, b;
@@ -354,6 +393,26 @@ static PyObject *BulkTable_walk_pcap(BulkTable *t, PyObject *const *args, Py_ssi
         if (ts >= t->next_sweep)
             break;
         const uint8_t *d = buf + start;
+        if (t->part_count > 1 && be16(d + 12) == 0x0800 && (d[14] >> 4) == 4
+            && !(be16(d + 20) & 0x3FFF) && (d[23] == 6 || d[23] == 17)) {
+            /* another process's flow: skipped (UDP port 53 is read by every process: the
+               DNS names it gives are needed by all of them) */
+            uint32_t l4 = 14 + ((uint32_t)(d[14] & 15) << 2);
+            if ((d[14] & 15) >= 5 && l4 + 4 <= caplen
+                && !(d[23] == 17 && (be16(d + l4) == 53 || be16(d + l4 + 2) == 53))
+                && share_of(d + 26, d + 30, d + l4, d + l4 + 2, t->part_count)
+                       != t->part_index) {
+                t->packets++;
+                t->bytes += caplen;
+                t->skipped++;
+                if (d[23] == 6) {
+                    t->clock = ts;
+                    t->has_clock = 1;
+                }
+                pos = end;
+                continue;
+            }
+        }
         uint32_t h = hash_key(t, d + 26);
         int64_t si = find_slot(t, d + 26, h);
         if (si < 0)
@@ -419,6 +478,8 @@ static PyObject *BulkTable_walk_pcap(BulkTable *t, PyObject *const *args, Py_ssi
         }
         t->packets++;
         t->bytes += caplen;
+        t->clock = ts;
+        t->has_clock = 1;
         pos = end;
     }
     return PyLong_FromSsize_t(pos);
@@ -432,8 +493,57 @@ static PyObject *BulkTable_set_next_sweep(BulkTable *t, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
+static PyObject *BulkTable_set_share(BulkTable *t, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "set_share(index, count)");
+        return NULL;
+    }
+    long index = PyLong_AsLong(args[0]), count = PyLong_AsLong(args[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (count < 1 || count > 1024 || index < 0 || index >= count) {
+        PyErr_SetString(PyExc_ValueError, "a share is 0 <= index < count <= 1024");
+        return NULL;
+    }
+    t->part_index = (uint32_t)index;
+    t->part_count = (uint32_t)count;
+    Py_RETURN_NONE;
+}
+
+static PyObject *bulkbook_share_of(PyObject *Py_UNUSED(m), PyObject *const *args,
+                                   Py_ssize_t nargs) {
+    if (nargs != 2 || !PyBytes_Check(args[0]) || PyBytes_GET_SIZE(args[0]) != 12) {
+        PyErr_SetString(PyExc_TypeError, "share_of(src+dst+sport+dport: 12 bytes, count)");
+        return NULL;
+    }
+    long count = PyLong_AsLong(args[1]);
+    if (count == -1 && PyErr_Occurred())
+        return NULL;
+    if (count < 1) {
+        PyErr_SetString(PyExc_ValueError, "count must be at least 1");
+        return NULL;
+    }
+    const uint8_t *k = (const uint8_t *)PyBytes_AS_STRING(args[0]);
+    return PyLong_FromUnsignedLong(share_of(k, k + 4, k + 8, k + 10, (uint32_t)count));
+}
+
+static PyObject *BulkTable_tick(BulkTable *t, PyObject *arg) {
+    int64_t v = PyLong_AsLongLong(arg);
+    if (v == -1 && PyErr_Occurred())
+        return NULL;
+    t->clock = v;
+    t->has_clock = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *BulkTable_clock(BulkTable *t, PyObject *Py_UNUSED(ignored)) {
+    if (!t->has_clock)
+        Py_RETURN_NONE;
+    return PyLong_FromLongLong(t->clock);
+}
+
 static PyObject *BulkTable_counters(BulkTable *t, PyObject *Py_UNUSED(ignored)) {
-    return Py_BuildValue("(KK)", t->packets, t->bytes);
+    return Py_BuildValue("(KKK)", t->packets, t->bytes, t->skipped);
 }
 
 static Py_ssize_t BulkTable_len(BulkTable *t) { return (Py_ssize_t)t->used; }
@@ -474,6 +584,8 @@ static int BulkTable_init(BulkTable *t, PyObject *args, PyObject *kwds) {
     t->mask = nslots - 1;
     t->seed = seed;
     t->next_sweep = INT64_MIN;
+    t->part_index = 0;
+    t->part_count = 1;
     Py_INCREF(lru);
     t->lru = lru;
     t->move_to_end = mte;
@@ -517,7 +629,13 @@ static PyMethodDef BulkTable_methods[] = {
     {"set_next_sweep", (PyCFunction)BulkTable_set_next_sweep, METH_O,
      "set_next_sweep(ts): walk_pcap stops before a record at or after ts"},
     {"counters", (PyCFunction)BulkTable_counters, METH_NOARGS,
-     "counters() -> (packets, bytes) booked so far"},
+     "counters() -> (packets, bytes, skipped): records consumed so far (booked, or skipped as another share's), their bytes, and how many were skipped"},
+    {"tick", (PyCFunction)BulkTable_tick, METH_O,
+     "tick(ts): a TCP packet read by Python (the clock follows the file's order)"},
+    {"clock", (PyCFunction)BulkTable_clock, METH_NOARGS,
+     "clock() -> time of the last TCP packet booked, skipped as another share's, or ticked; None before any"},
+    {"set_share", (PyCFunction)(void (*)(void))BulkTable_set_share, METH_FASTCALL,
+     "set_share(index, count): skip IPv4 TCP/UDP packets of flows of other shares"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -540,14 +658,22 @@ static PyTypeObject BulkTableType = {
     .tp_as_sequence = &BulkTable_as_sequence,
 };
 
+static PyMethodDef bulkbook_functions[] = {
+    {"share_of", (PyCFunction)(void (*)(void))bulkbook_share_of, METH_FASTCALL,
+     "share_of(src + dst + sport + dport, count) -> share (as the walker computes it)"},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef bulkbook_module = {
     PyModuleDef_HEAD_INIT,
+    .m_methods = bulkbook_functions,
     .m_name = "_bulkbook",
     .m_doc = "C fast path booking bulk packets of finished flows (tlswatch.capture.tcp).",
     .m_size = -1,
 };
 
 PyMODINIT_FUNC PyInit__bulkbook(void) {
+    crc_init();
     if (PyType_Ready(&BulkTableType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&bulkbook_module);

@@ -21,6 +21,7 @@ DNS over TCP (server port 53, ``FlowConfig.follow_dns``). IP fragments are reass
 from __future__ import annotations
 
 import os
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from types import TracebackType
@@ -29,11 +30,24 @@ from typing import BinaryIO
 from ..tls import looks_like_tls
 from .events import FlowEvent, Secrets, Side
 from .ipfrag import FragmentReassembler
-from .layers import IPPROTO_TCP, PacketTuple, decode_tuple
+from .layers import IPPROTO_TCP, IPPROTO_UDP, PacketTuple, decode_tuple
 from .open import CaptureReader, open_capture
 from .tcp import FlowConfig, TcpReassembler
 
-__all__ = ["DatagramCallback", "FlowReader", "read_flows"]
+__all__ = ["DatagramCallback", "FlowReader", "Share", "read_flows", "share_of"]
+
+#: (index, count): this reader keeps the flows whose :func:`share_of` is ``index``.
+Share = tuple[int, int]
+_DNS_PORT = 53
+
+
+def share_of(p: PacketTuple, count: int) -> int:
+    """Which of ``count`` shares a packet's flow belongs to: the same for both directions
+    (CRC-32 of the lower address+port, then the other; the C fast path computes the same)."""
+    a = p[0] + p[5].to_bytes(2, "big")
+    b = p[1] + p[6].to_bytes(2, "big")
+    return zlib.crc32(a + b if a <= b else b + a) % count
+
 
 #: Called with (ts_ns, packet tuple in :class:`~tlswatch.capture.layers.Decoded` field order)
 #: for each UDP packet, in capture order (e.g. to read DNS answers).
@@ -45,11 +59,18 @@ class FlowReader:
 
     def __init__(self, source: str | os.PathLike[str] | BinaryIO,
                  config: FlowConfig | None = None, *, detect_tls: bool = True,
-                 on_datagram: DatagramCallback | None = None) -> None:
+                 on_datagram: DatagramCallback | None = None, share: Share | None = None
+                 ) -> None:
         self.engine = TcpReassembler(config, detector=looks_like_tls if detect_tls else None)
         self._capture: CaptureReader = open_capture(source, on_secrets=self._secrets)
-        # One counter for file, decoding, fragment and TCP anomalies.
-        self.engine.anomalies = self._capture.anomalies
+        if share is not None and not 0 <= share[0] < share[1]:
+            raise ValueError(f"share {share[0]} of {share[1]}: need 0 <= index < count")
+        #: Only the flows of this share are kept (several processes, one file); None: all.
+        self.share = share if share is not None and share[1] > 1 else None
+        # One counter for file, decoding, fragment and TCP anomalies; with shares, the file's
+        # and decoding anomalies are share 0's, each share counts its own flows'.
+        if self.share is None or self.share[0] == 0:
+            self.engine.anomalies = self._capture.anomalies
         #: IP fragments are put back together before TCP/UDP see them.
         self.fragments = FragmentReassembler(self._capture.anomalies)
         self.packets = 0
@@ -62,10 +83,21 @@ class FlowReader:
         self.fast_path = self.engine.enable_fast_path()
         if self.fast_path is not None:
             self._capture.set_walker(self.fast_path.walk_pcap)
+            if self.share is not None:
+                self.fast_path.set_share(*self.share)
 
     @property
     def anomalies(self) -> Counter[str]:
-        return self._capture.anomalies
+        """Anomalies so far (with shares: share 0 has the file's and decoding ones, every
+        share its own flows'; summed over the shares they are one reader's)."""
+        if self.share is None or self.share[0] == 0:
+            return self._capture.anomalies
+        return Counter(self.engine.anomalies)
+
+    def owns(self, p: PacketTuple) -> bool:
+        """Is this packet's flow this reader's share? (Every share sees UDP port 53: the
+        names DNS gives are needed by all; only the owner reports the answers.)"""
+        return self.share is None or share_of(p, self.share[1]) == self.share[0]
 
     @property
     def warnings(self) -> list[str]:
@@ -108,13 +140,16 @@ class FlowReader:
         packets = nbytes = tcp = udp = 0
         ts: int | None = None
         fast = self.fast_path
+        share = self.share
+        clock: int | None = None  # (with shares) the last TCP packet, whoever owns it
 
         def sync() -> None:
             if fast is None:
                 self.packets, self.bytes, self.tcp_packets = packets, nbytes, tcp
             else:  # packets the fast path booked are TCP packets too
-                fp, fb = fast.counters()
-                self.packets, self.bytes, self.tcp_packets = packets + fp, nbytes + fb, tcp + fp
+                fp, fb, skipped = fast.counters()
+                self.packets, self.bytes = packets + fp, nbytes + fb
+                self.tcp_packets = tcp + fp - skipped
             self.udp_packets = udp
 
         try:
@@ -124,6 +159,10 @@ class FlowReader:
                 if linktype == 1 and bulk(ts, data):
                     # (a packet of a flow that no longer delivers data: booked, not decoded)
                     tcp += 1
+                    if share is not None:
+                        clock = ts
+                        if fast is not None:
+                            fast.tick(ts)
                     if events:  # (a sweep may have ended flows)
                         sync()
                         yield from events
@@ -132,12 +171,29 @@ class FlowReader:
                 p = decode_tuple(linktype, data, anomalies, frags)
                 if p is None and frags.pending is not None:
                     p = frags.take(ts)  # the whole datagram, once its last fragment is in
+                owned = True
+                if p is not None and share is not None and (
+                        share_of(p, share[1]) != share[0]):
+                    owned = False
+                    # Another process's flow: only the clock moves (sweeps stay in step).
+                    if p[2] == IPPROTO_TCP:
+                        engine.tick(ts)
+                        clock = ts
+                        if fast is not None:
+                            fast.tick(ts)
+                        p = None
+                    elif p[2] != IPPROTO_UDP or (p[5] != _DNS_PORT and p[6] != _DNS_PORT):
+                        p = None
                 if p is not None:
                     if p[2] == IPPROTO_TCP:
                         tcp += 1
                         feed(ts, p)
+                        if share is not None:
+                            clock = ts
+                            if fast is not None:
+                                fast.tick(ts)
                     else:
-                        udp += 1
+                        udp += owned
                         if on_datagram is not None:
                             on_datagram(ts, p)
                 if events:
@@ -145,7 +201,9 @@ class FlowReader:
                     yield from events
                     events.clear()
             frags.finish(ts)
-            engine.finish()
+            if share is not None and fast is not None:
+                clock = fast.clock()  # (the walker skips other shares' packets too)
+            engine.finish(clock)
             yield from events
             events.clear()
         finally:
@@ -164,10 +222,14 @@ class FlowReader:
 
 
 def read_flows(source: str | os.PathLike[str] | BinaryIO, config: FlowConfig | None = None, *,
-               detect_tls: bool = True, on_datagram: DatagramCallback | None = None) -> FlowReader:
+               detect_tls: bool = True, on_datagram: DatagramCallback | None = None,
+               share: Share | None = None) -> FlowReader:
     """Open ``source`` (pcap/pcapng, maybe compressed) and return an iterable of flow events.
 
     UDP packets are not events; pass ``on_datagram`` to see them. Raises
     :class:`~tlswatch.capture.errors.CaptureFormatError` at once for a non-capture.
+    ``share=(i, n)`` keeps only the flows of share ``i`` of ``n`` (n processes reading one
+    file; together their events are one reader's): see :meth:`FlowReader.owns`.
     """
-    return FlowReader(source, config, detect_tls=detect_tls, on_datagram=on_datagram)
+    return FlowReader(source, config, detect_tls=detect_tls, on_datagram=on_datagram,
+                      share=share)

@@ -428,10 +428,20 @@ class TcpReassembler:
                 me.fin_off = me.offset + _dist((seq + len(payload)) & _MASK, me.next_seq)
                 self._maybe_fin(flow, me)
 
-    def finish(self) -> None:
-        """End every flow (reason ``eof``), flushing buffered segments as gaps."""
+    def tick(self, ts: int) -> None:
+        """The capture's clock moved (a TCP packet this table does not keep: another
+        process's share of the flows): sweep as :meth:`feed` would."""
+        if ts >= self._next_sweep:
+            self._sweep(ts)
+        self._now = ts
+
+    def finish(self, now: int | None = None) -> None:
+        """End every flow (reason ``eof``), flushing buffered segments as gaps; ``now``:
+        the time of the capture's last TCP packet, when this table did not see them all."""
         for flow in list(self._lru.values()):
             self._end(flow, "eof")
+        if now is not None:
+            self._now = now
 
     # -- flows ---------------------------------------------------------------------------
 
