@@ -301,3 +301,96 @@ def test_walk_refuses_bad_arguments(bulkbook: Any) -> None:
     with pytest.raises(ValueError):
         table.walk_pcap(b"", -1, False, 1000, 0)
     assert table.walk_pcap(b"\x00" * 10, 0, False, 1000, 0) == 0  # nothing whole to book
+
+
+# -- pcapng ------------------------------------------------------------------------------------
+
+
+def _records(data: bytes) -> list[tuple[int, bytes]]:
+    recs = []
+    pos = 24
+    while pos < len(data):
+        sec, usec, cap, _orig = struct.unpack_from("<IIII", data, pos)
+        recs.append((sec * 1_000_000_000 + usec * 1000, data[pos + 16: pos + 16 + cap]))
+        pos += 16 + cap
+    return recs
+
+
+def _pcapng(recs: list[tuple[int, bytes]], order: str, seed: int) -> bytes:
+    """Two sections; interfaces in µs, ns, 2^-20 s (not a whole number of ns per unit: the
+    Python path's) and with an offset; a raw-IP interface; SPBs and DSBs in between."""
+    from tests.capture import capbuild as cb
+
+    rnd = random.Random(seed)
+    half = len(recs) // 2
+    out = []
+    for part in (recs[:half], recs[half:]):
+        out.append(cb.shb(order))
+        out.append(cb.idb(1, order))  # 0: µs
+        out.append(cb.idb(1, order, tsresol=9))  # 1: ns
+        out.append(cb.idb(1, order, tsresol=0x80 | 20))  # 2: 2^-20 s
+        out.append(cb.idb(1, order, tsresol=9, tsoffset=-1000))  # 3: ns, 1000 s earlier
+        out.append(cb.idb(101, order))  # 4: raw IP
+        for ts, fr in part:
+            roll = rnd.random()
+            if roll < 0.5:
+                out.append(cb.epb(0, ts // 1000, fr, order))
+            elif roll < 0.8:
+                out.append(cb.epb(1, ts, fr, order))
+            elif roll < 0.87:
+                out.append(cb.epb(2, (ts << 20) // 1_000_000_000, fr, order))
+            elif roll < 0.94:
+                out.append(cb.epb(3, ts + 1000 * 1_000_000_000, fr, order))
+            elif roll < 0.97:
+                out.append(cb.epb(4, ts // 1000, fr[14:], order))
+            elif roll < 0.99:
+                out.append(cb.spb(fr, order))
+            else:
+                out.append(cb.dsb(0x544C534B, b"# nothing\n", order))
+                out.append(cb.epb(0, ts // 1000, fr, order))
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("seed", range(3))
+def test_pcapng_books_the_same(order: str, seed: int, bulkbook: Any,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    data, _ = _bulk_capture(seed, packets=2000)
+    ng = _pcapng(_records(data), order, seed)
+    for skip_after in (0, 2000):
+        assert_same(ng, monkeypatch, skip_after=skip_after)
+    monkeypatch.delenv("TLSWATCH_PURE_PYTHON", raising=False)
+    reader = read_flows(io.BytesIO(ng))
+    for ev in reader:
+        if isinstance(ev, Data):
+            reader.skip(ev.flow_id)
+    assert reader.fast_path is not None
+    assert reader.fast_path.counters()[0] > 0.3 * reader.packets  # it does take EPBs
+
+
+@pytest.mark.filterwarnings("ignore:.*trailer length differs")
+def test_pcapng_hostile_blocks_fall_back_to_python(bulkbook: Any,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """EPBs whose lengths lie (caplen past the block, trailer differs, caplen > origlen), an
+    unknown interface, a timestamp past 64 bits of ns: the Python path decides."""
+    from tests.capture import capbuild as cb
+
+    data, _ = _bulk_capture(5, flows=3, packets=800)
+    recs = _records(data)
+    rnd = random.Random(5)
+    out = [cb.shb(), cb.idb(1)]
+    for i, (ts, fr) in enumerate(recs):
+        blk = bytearray(cb.epb(0, ts // 1000, fr))
+        roll = rnd.random()
+        if i > 20:
+            if roll < 0.02:
+                blk[20:24] = (len(fr) + 9).to_bytes(4, "little")  # caplen past the block
+            elif roll < 0.04:
+                blk[24:28] = (len(fr) - 1).to_bytes(4, "little")  # caplen > origlen
+            elif roll < 0.05:
+                blk[8:12] = (7).to_bytes(4, "little")  # no such interface
+            elif roll < 0.06:
+                blk[12:16] = b"\xff\xff\xff\xff"  # ~1.8e19 us
+        out.append(bytes(blk))
+    out.append(cb.epb(0, ts // 1000, recs[-1][1])[:-4] + b"\x00\x00\x00\x00")  # bad trailer
+    assert_same(b"".join(out), monkeypatch, skip_after=0)

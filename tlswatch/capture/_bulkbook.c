@@ -21,6 +21,8 @@
 #define MAX_PACKET_LEN (16u << 20)
 #define MAX_SEQ_DISTANCE (64 << 20)
 #define MAX_ENTRIES (1 << 20)
+#define MAX_BLOCK_LEN (256u << 20)
+#define MAX_IFACES 64
 
 typedef struct {
     uint64_t packets, payload, after_rst;
@@ -57,6 +59,9 @@ typedef struct {
     uint32_t part_index, part_count;   /* this process's share of the flows (1 = all) */
     int64_t clock;                     /* time of the last TCP packet, of any share */
     uint8_t has_clock;
+    uint32_t n_ifaces;                 /* pcapng: the section's interfaces walk_pcapng takes */
+    uint8_t iface_ok[MAX_IFACES];
+    int64_t iface_mul[MAX_IFACES], iface_off[MAX_IFACES];
 } BulkTable;
 
 /* CRC-32 (IEEE, as zlib.crc32): which share of the flows a packet belongs to, computed
@@ -359,6 +364,100 @@ static inline uint32_t be32(const uint8_t *p) {
 
 static inline uint32_t be16(const uint8_t *p) { return (uint32_t)p[0] << 8 | p[1]; }
 
+/* One Ethernet frame at d (caplen bytes, time ts): 1 when booked (a registered flow) or
+   skipped (another share's), 0 when Python must read it, -1 on a Python error. */
+static int take_frame(BulkTable *t, const uint8_t *d, uint32_t caplen, int64_t ts) {
+    if (caplen < 54 || ts >= t->next_sweep)
+        return 0;
+    if (t->part_count > 1 && be16(d + 12) == 0x0800 && (d[14] >> 4) == 4
+        && !(be16(d + 20) & 0x3FFF) && (d[23] == 6 || d[23] == 17)) {
+        /* another process's flow: skipped (UDP port 53 is read by every process: the
+           DNS names it gives are needed by all of them) */
+        uint32_t l4 = 14 + ((uint32_t)(d[14] & 15) << 2);
+        if ((d[14] & 15) >= 5 && l4 + 4 <= caplen
+            && !(d[23] == 17 && (be16(d + l4) == 53 || be16(d + l4 + 2) == 53))
+            && share_of(d + 26, d + 30, d + l4, d + l4 + 2, t->part_count)
+                   != t->part_index) {
+            t->packets++;
+            t->bytes += caplen;
+            t->skipped++;
+            if (d[23] == 6) {
+                t->clock = ts;
+                t->has_clock = 1;
+            }
+            return 1;
+        }
+    }
+    uint32_t h = hash_key(t, d + 26);
+    int64_t si = find_slot(t, d + 26, h);
+    if (si < 0)
+        return 0;
+    uint32_t sv = t->slots[si] - 1;
+    entry_t *e = &t->entries[sv >> 1];
+    side_t *me = &e->side[sv & 1];
+    if (!me->active)
+        return 0;
+    uint32_t total = be16(d + 16), frag = be16(d + 20), doff = (uint32_t)(d[46] >> 4) << 2;
+    uint32_t ip_end = total ? 14 + total : caplen;
+    if (be16(d + 12) != 0x0800 || d[14] != 0x45 || d[23] != 6 || (d[47] & 7)
+        || (frag & 0x3FFF) || doff < 20 || 34 + doff > ip_end || ip_end > caplen)
+        return 0; /* SYN/FIN/RST, a fragment, a bad or snapped header: Python's full path */
+    PyObject *res = PyObject_CallOneArg(t->move_to_end, e->fid);
+    if (res == NULL)
+        return -1;
+    Py_DECREF(res);
+    e->last_ts = ts;
+    e->booked = 1;
+    me->packets++;
+    if (!me->has_first_ts) {
+        me->has_first_ts = 1;
+        me->first_ts = ts;
+    }
+    me->last_ts = ts;
+    if (e->rst_seen)
+        me->after_rst++;
+    uint8_t ttl = d[22];
+    me->last_ttl = ttl;
+    int i;
+    for (i = 0; i < me->nttl; i++) {
+        if (me->ttl_val[i] == ttl) {
+            me->ttl_cnt[i]++;
+            break;
+        }
+    }
+    if (i == me->nttl && me->nttl < MAX_TTLS) {
+        me->ttl_val[me->nttl] = ttl;
+        me->ttl_cnt[me->nttl] = 1;
+        me->nttl++;
+    }
+    int32_t ip_id = (int32_t)be16(d + 18);
+    me->last_ip_id = ip_id;
+    if (!me->has_first_ip_id) {
+        me->has_first_ip_id = 1;
+        me->first_ip_id = ip_id;
+    }
+    uint32_t len = ip_end - 34 - doff;
+    if (len) {
+        uint32_t seq = be32(d + 38);
+        me->payload += len;
+        if (!me->started) {
+            me->started = 1;
+            me->next_seq = seq;
+        }
+        /* signed distance mod 2^32, plus the length: how far the stream got */
+        int64_t dist = (int64_t)(int32_t)(seq - me->next_seq) + len;
+        if (dist > 0 && dist <= MAX_SEQ_DISTANCE) {
+            me->offset_delta += dist;
+            me->next_seq = seq + len;
+        }
+    }
+    t->packets++;
+    t->bytes += caplen;
+    t->clock = ts;
+    t->has_clock = 1;
+    return 1;
+}
+
 /* walk_pcap(buf, pos, swap, ns_per_unit, extra) -> new pos. Books consecutive Ethernet
    records of registered flows from pos; stops before the first record it cannot book. */
 static PyObject *BulkTable_walk_pcap(BulkTable *t, PyObject *const *args, Py_ssize_t nargs) {
@@ -384,105 +483,102 @@ static PyObject *BulkTable_walk_pcap(BulkTable *t, PyObject *const *args, Py_ssi
         const uint8_t *r = buf + pos;
         uint32_t sec = rd32(r, swap), frac = rd32(r + 4, swap);
         uint32_t caplen = rd32(r + 8, swap), origlen = rd32(r + 12, swap);
-        if (caplen > MAX_PACKET_LEN || caplen > origlen || caplen < 54)
+        if (caplen > MAX_PACKET_LEN || caplen > origlen)
             break;
         Py_ssize_t start = pos + rec_len, end = start + (Py_ssize_t)caplen;
         if (end > n)
             break;
         int64_t ts = (int64_t)sec * 1000000000LL + (int64_t)frac * unit;
-        if (ts >= t->next_sweep)
-            break;
-        const uint8_t *d = buf + start;
-        if (t->part_count > 1 && be16(d + 12) == 0x0800 && (d[14] >> 4) == 4
-            && !(be16(d + 20) & 0x3FFF) && (d[23] == 6 || d[23] == 17)) {
-            /* another process's flow: skipped (UDP port 53 is read by every process: the
-               DNS names it gives are needed by all of them) */
-            uint32_t l4 = 14 + ((uint32_t)(d[14] & 15) << 2);
-            if ((d[14] & 15) >= 5 && l4 + 4 <= caplen
-                && !(d[23] == 17 && (be16(d + l4) == 53 || be16(d + l4 + 2) == 53))
-                && share_of(d + 26, d + 30, d + l4, d + l4 + 2, t->part_count)
-                       != t->part_index) {
-                t->packets++;
-                t->bytes += caplen;
-                t->skipped++;
-                if (d[23] == 6) {
-                    t->clock = ts;
-                    t->has_clock = 1;
-                }
-                pos = end;
-                continue;
-            }
-        }
-        uint32_t h = hash_key(t, d + 26);
-        int64_t si = find_slot(t, d + 26, h);
-        if (si < 0)
-            break;
-        uint32_t sv = t->slots[si] - 1;
-        entry_t *e = &t->entries[sv >> 1];
-        side_t *me = &e->side[sv & 1];
-        if (!me->active)
-            break;
-        uint32_t total = be16(d + 16), frag = be16(d + 20), doff = (uint32_t)(d[46] >> 4) << 2;
-        uint32_t ip_end = total ? 14 + total : caplen;
-        if (be16(d + 12) != 0x0800 || d[14] != 0x45 || d[23] != 6 || (d[47] & 7)
-            || (frag & 0x3FFF) || doff < 20 || 34 + doff > ip_end || ip_end > caplen)
-            break; /* SYN/FIN/RST, a fragment, a bad or snapped header: Python's full path */
-        PyObject *res = PyObject_CallOneArg(t->move_to_end, e->fid);
-        if (res == NULL)
+        int took = take_frame(t, buf + start, caplen, ts);
+        if (took < 0)
             return NULL;
-        Py_DECREF(res);
-        e->last_ts = ts;
-        e->booked = 1;
-        me->packets++;
-        if (!me->has_first_ts) {
-            me->has_first_ts = 1;
-            me->first_ts = ts;
-        }
-        me->last_ts = ts;
-        if (e->rst_seen)
-            me->after_rst++;
-        uint8_t ttl = d[22];
-        me->last_ttl = ttl;
-        int i;
-        for (i = 0; i < me->nttl; i++) {
-            if (me->ttl_val[i] == ttl) {
-                me->ttl_cnt[i]++;
-                break;
-            }
-        }
-        if (i == me->nttl && me->nttl < MAX_TTLS) {
-            me->ttl_val[me->nttl] = ttl;
-            me->ttl_cnt[me->nttl] = 1;
-            me->nttl++;
-        }
-        int32_t ip_id = (int32_t)be16(d + 18);
-        me->last_ip_id = ip_id;
-        if (!me->has_first_ip_id) {
-            me->has_first_ip_id = 1;
-            me->first_ip_id = ip_id;
-        }
-        uint32_t len = ip_end - 34 - doff;
-        if (len) {
-            uint32_t seq = be32(d + 38);
-            me->payload += len;
-            if (!me->started) {
-                me->started = 1;
-                me->next_seq = seq;
-            }
-            /* signed distance mod 2^32, plus the length: how far the stream got */
-            int64_t dist = (int64_t)(int32_t)(seq - me->next_seq) + len;
-            if (dist > 0 && dist <= MAX_SEQ_DISTANCE) {
-                me->offset_delta += dist;
-                me->next_seq = seq + len;
-            }
-        }
-        t->packets++;
-        t->bytes += caplen;
-        t->clock = ts;
-        t->has_clock = 1;
+        if (!took)
+            break;
         pos = end;
     }
     return PyLong_FromSsize_t(pos);
+}
+
+/* set_interfaces([(mul, offset_ns) or None, ...]): the pcapng section's interfaces whose
+   packets walk_pcapng may take (Ethernet, ns = units * mul + offset_ns). */
+static PyObject *BulkTable_set_interfaces(BulkTable *t, PyObject *arg) {
+    if (!PyList_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "set_interfaces(list)");
+        return NULL;
+    }
+    Py_ssize_t k = PyList_GET_SIZE(arg);
+    if (k > MAX_IFACES)
+        k = MAX_IFACES; /* packets of later interfaces take the Python path */
+    for (Py_ssize_t i = 0; i < k; i++) {
+        PyObject *item = PyList_GET_ITEM(arg, i);
+        t->iface_ok[i] = 0;
+        if (item == Py_None)
+            continue;
+        long long mul, off;
+        if (!PyArg_ParseTuple(item, "LL", &mul, &off))
+            return NULL;
+        if (mul < 1) {
+            PyErr_SetString(PyExc_ValueError, "an interface's multiplier is at least 1");
+            return NULL;
+        }
+        t->iface_mul[i] = mul;
+        t->iface_off[i] = off;
+        t->iface_ok[i] = 1;
+    }
+    t->n_ifaces = (uint32_t)k;
+    Py_RETURN_NONE;
+}
+
+/* walk_pcapng(buf, pos, swap) -> (pos, ts of the last packet taken or None): takes
+   consecutive Enhanced Packet Blocks of set_interfaces()'s interfaces, as walk_pcap. */
+static PyObject *BulkTable_walk_pcapng(BulkTable *t, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "walk_pcapng(buf: bytes, pos, swap)");
+        return NULL;
+    }
+    const uint8_t *buf = (const uint8_t *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
+    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
+    int swap = PyObject_IsTrue(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (pos < 0) {
+        PyErr_SetString(PyExc_ValueError, "walk_pcapng: bad position");
+        return NULL;
+    }
+    int64_t last = 0;
+    int took_any = 0;
+    while (pos + 32 <= n) {
+        const uint8_t *b = buf + pos;
+        uint32_t btype = rd32(b, swap), blen = rd32(b + 4, swap);
+        if (btype != 6 || blen < 32 || (blen & 3) || blen > MAX_BLOCK_LEN)
+            break;
+        Py_ssize_t end = pos + (Py_ssize_t)blen;
+        if (end > n || rd32(buf + end - 4, swap) != blen)
+            break;
+        uint32_t iface = rd32(b + 8, swap), hi = rd32(b + 12, swap), lo = rd32(b + 16, swap);
+        uint32_t caplen = rd32(b + 20, swap), origlen = rd32(b + 24, swap);
+        if ((uint64_t)caplen + 28 > (uint64_t)blen - 4 || caplen > origlen
+            || iface >= t->n_ifaces || !t->iface_ok[iface])
+            break;
+        uint64_t units = (uint64_t)hi << 32 | lo;
+        int64_t ts;
+        if (units > (uint64_t)INT64_MAX
+            || __builtin_mul_overflow((int64_t)units, t->iface_mul[iface], &ts)
+            || __builtin_add_overflow(ts, t->iface_off[iface], &ts))
+            break; /* beyond 64 bits: Python's integers take it */
+        int took = take_frame(t, b + 28, caplen, ts);
+        if (took < 0)
+            return NULL;
+        if (!took)
+            break;
+        last = ts;
+        took_any = 1;
+        pos = end;
+    }
+    if (!took_any)
+        return Py_BuildValue("(nO)", pos, Py_None);
+    return Py_BuildValue("(nL)", pos, (long long)last);
 }
 
 static PyObject *BulkTable_set_next_sweep(BulkTable *t, PyObject *arg) {
@@ -527,12 +623,8 @@ static PyObject *bulkbook_share_of(PyObject *Py_UNUSED(m), PyObject *const *args
     return PyLong_FromUnsignedLong(share_of(k, k + 4, k + 8, k + 10, (uint32_t)count));
 }
 
-static PyObject *BulkTable_tick(BulkTable *t, PyObject *arg) {
-    int64_t v = PyLong_AsLongLong(arg);
-    if (v == -1 && PyErr_Occurred())
-        return NULL;
-    t->clock = v;
-    t->has_clock = 1;
+static PyObject *BulkTable_tick(BulkTable *t, PyObject *Py_UNUSED(ignored)) {
+    t->has_clock = 0; /* the last TCP packet is Python's: it keeps the time */
     Py_RETURN_NONE;
 }
 
@@ -626,14 +718,18 @@ static PyMethodDef BulkTable_methods[] = {
      "pop_stale(deadline) -> [(client_key, (last_ts, client_delta, server_delta))]"},
     {"walk_pcap", (PyCFunction)(void (*)(void))BulkTable_walk_pcap, METH_FASTCALL,
      "walk_pcap(buf, pos, swap, ns_per_unit, extra) -> pos"},
+    {"walk_pcapng", (PyCFunction)(void (*)(void))BulkTable_walk_pcapng, METH_FASTCALL,
+     "walk_pcapng(buf, pos, swap) -> (pos, last ts taken or None)"},
+    {"set_interfaces", (PyCFunction)BulkTable_set_interfaces, METH_O,
+     "set_interfaces([(mul, offset_ns) or None]): interfaces walk_pcapng may take"},
     {"set_next_sweep", (PyCFunction)BulkTable_set_next_sweep, METH_O,
      "set_next_sweep(ts): walk_pcap stops before a record at or after ts"},
     {"counters", (PyCFunction)BulkTable_counters, METH_NOARGS,
      "counters() -> (packets, bytes, skipped): records consumed so far (booked, or skipped as another share's), their bytes, and how many were skipped"},
-    {"tick", (PyCFunction)BulkTable_tick, METH_O,
-     "tick(ts): a TCP packet read by Python (the clock follows the file's order)"},
+    {"tick", (PyCFunction)BulkTable_tick, METH_NOARGS,
+     "tick(): Python read a TCP packet (its time is later than clock()'s)"},
     {"clock", (PyCFunction)BulkTable_clock, METH_NOARGS,
-     "clock() -> time of the last TCP packet booked, skipped as another share's, or ticked; None before any"},
+     "clock() -> time of the last TCP packet if this walker took it (booked, or skipped as another share's), else None"},
     {"set_share", (PyCFunction)(void (*)(void))BulkTable_set_share, METH_FASTCALL,
      "set_share(index, count): skip IPv4 TCP/UDP packets of flows of other shares"},
     {NULL, NULL, 0, NULL},

@@ -18,7 +18,7 @@ __all__ = [
     "CHUNK_SIZE",
     "MAX_BLOCK_LEN",
     "MAX_PACKET_LEN",
-    "PcapWalker",
+    "FastPath",
     "RawPacket",
     "Readable",
     "SecretsCallback",
@@ -32,9 +32,16 @@ MAX_BLOCK_LEN: Final = 256 << 20  # a pcapng block above this is corruption (nev
 # (timestamp ns, link type, captured length, original length, packet bytes)
 RawPacket = tuple[int, int, int, int, bytes]
 SecretsCallback = Callable[[int, bytes], None]
-# walker(buf, pos, swap, ns_per_unit, extra) -> pos: consumes the pcap records from pos on
-# that it can book itself (Ethernet only); the reader yields the rest. See tcp.enable_fast_path.
-PcapWalker = Callable[[bytes, int, bool, int, int], int]
+
+
+class FastPath(Protocol):
+    """The C fast path as the file readers see it (``_bulkbook.BulkTable``): it consumes
+    the records from ``pos`` on that it can book itself; the reader yields the rest."""
+
+    def walk_pcap(self, buf: bytes, pos: int, swap: bool, ns_per_unit: int, extra: int,
+                  /) -> int: ...
+    def walk_pcapng(self, buf: bytes, pos: int, swap: bool, /) -> tuple[int, int | None]: ...
+    def set_interfaces(self, ifaces: list[tuple[int, int] | None], /) -> None: ...
 
 
 class Readable(Protocol):
@@ -54,7 +61,7 @@ except ImportError:  # pragma: no cover - Python built without lzma
 class Source:
     """A binary stream read in large chunks; records anomalies and stop-warnings."""
 
-    __slots__ = ("_f", "anomalies", "compressed", "name", "on_secrets", "stopped", "walker",
+    __slots__ = ("_f", "anomalies", "compressed", "fast_path", "name", "on_secrets", "stopped",
                  "warnings")
 
     def __init__(self, f: Readable, name: str, *, compressed: bool = False,
@@ -66,7 +73,7 @@ class Source:
         self.warnings: list[str] = []
         self.on_secrets = on_secrets
         self.stopped = False
-        self.walker: PcapWalker | None = None
+        self.fast_path: FastPath | None = None
 
     def read(self, n: int) -> bytes:
         """Up to ``n`` bytes (fewer only at the end). Grows piecewise, so a corrupt length

@@ -82,7 +82,7 @@ class FlowReader:
         #: The C fast path's table when the extension is built (its packets are counted here).
         self.fast_path = self.engine.enable_fast_path()
         if self.fast_path is not None:
-            self._capture.set_walker(self.fast_path.walk_pcap)
+            self._capture.set_fast_path(self.fast_path)
             if self.share is not None:
                 self.fast_path.set_share(*self.share)
 
@@ -162,7 +162,7 @@ class FlowReader:
                     if share is not None:
                         clock = ts
                         if fast is not None:
-                            fast.tick(ts)
+                            fast.tick()
                     if events:  # (a sweep may have ended flows)
                         sync()
                         yield from events
@@ -180,7 +180,7 @@ class FlowReader:
                         engine.tick(ts)
                         clock = ts
                         if fast is not None:
-                            fast.tick(ts)
+                            fast.tick()
                         p = None
                     elif p[2] != IPPROTO_UDP or (p[5] != _DNS_PORT and p[6] != _DNS_PORT):
                         p = None
@@ -191,7 +191,7 @@ class FlowReader:
                         if share is not None:
                             clock = ts
                             if fast is not None:
-                                fast.tick(ts)
+                                fast.tick()
                     else:
                         udp += owned
                         if on_datagram is not None:
@@ -202,7 +202,9 @@ class FlowReader:
                     events.clear()
             frags.finish(ts)
             if share is not None and fast is not None:
-                clock = fast.clock()  # (the walker skips other shares' packets too)
+                # (the walker books and skips TCP packets too: was the last one its?)
+                walked = fast.clock()
+                clock = walked if walked is not None else clock
             engine.finish(clock)
             yield from events
             events.clear()

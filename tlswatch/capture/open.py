@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import BinaryIO, Final, Literal
 
-from ._source import CHUNK_SIZE, PcapWalker, RawPacket, Readable, SecretsCallback, Source
+from ._source import CHUNK_SIZE, FastPath, RawPacket, Readable, SecretsCallback, Source
 from .errors import CaptureFormatError
 from .pcap import PCAP_MAGICS, iter_pcap, parse_pcap_header
 from .pcapng import iter_pcapng, section_byte_order
@@ -75,10 +75,9 @@ class CaptureReader:
     def __iter__(self) -> Iterator[RawPacket]:
         return self._it
 
-    def set_walker(self, walker: PcapWalker) -> None:
-        """Let ``walker`` consume the pcap records it can book (before iterating; pcapng
-        files do not use it)."""
-        self._src.walker = walker
+    def set_fast_path(self, fast_path: FastPath) -> None:
+        """Let the C fast path consume the records it can book (call before iterating)."""
+        self._src.fast_path = fast_path
 
     def close(self) -> None:
         if self._close is not None:

@@ -59,7 +59,7 @@ def iter_pcap(src: Source, buf: bytes) -> Iterator[RawPacket]:
     pos, n = GLOBAL_HEADER_LEN, len(buf)
     read, extend, count = src.read, src.extend, src.count
     # Ethernet records the flow table only books are consumed by the C fast path, if any.
-    walk = src.walker if linktype == 1 else None
+    walk = src.fast_path.walk_pcap if src.fast_path is not None and linktype == 1 else None
     swap = (hdr.byte_order == "<") != (sys.byteorder == "little")
     extra = hdr.extra
     while True:

@@ -7,6 +7,7 @@ Blocks; Decryption Secrets Blocks handed to a callback; every other block skippe
 from __future__ import annotations
 
 import struct
+import sys
 from collections.abc import Iterator
 from typing import Final, NamedTuple
 
@@ -91,6 +92,14 @@ def _ts(iface: Interface, units: int) -> int:
     return ((units * iface.mul) >> iface.shift) // iface.div + iface.offset_ns
 
 
+def _fast_interface(iface: Interface) -> tuple[int, int] | None:
+    """What the C fast path needs of an interface it may take packets of: Ethernet, with
+    times that are ``units * mul + offset_ns`` in 64 bits."""
+    if iface.linktype != 1 or not iface.simple or not -(1 << 63) <= iface.offset_ns < 1 << 63:
+        return None
+    return iface.mul, iface.offset_ns
+
+
 def iter_pcapng(src: Source, buf: bytes) -> Iterator[RawPacket]:
     """Yield the packets of a pcapng file whose first bytes are ``buf`` (starting with an SHB)."""
     order = section_byte_order(buf, 0) if len(buf) >= 12 else None
@@ -103,7 +112,15 @@ def iter_pcapng(src: Source, buf: bytes) -> Iterator[RawPacket]:
     pos, n = 0, len(buf)
     count = src.count
     last_ts = 0
+    # Enhanced Packet Blocks the flow table only books are consumed by the C fast path.
+    fast = src.fast_path
+    walk = fast.walk_pcapng if fast is not None else None
+    swap = (order == "<") != (sys.byteorder == "little")
     while True:
+        if walk is not None and ifaces:
+            pos, walked_ts = walk(buf, pos, swap)
+            if walked_ts is not None:
+                last_ts = walked_ts  # (an SPB after them inherits it)
         if pos + 12 > n:
             if pos >= n:
                 buf, pos = src.read(CHUNK_SIZE), 0
@@ -126,7 +143,10 @@ def iter_pcapng(src: Source, buf: bytes) -> Iterator[RawPacket]:
                 u32x2 = struct.Struct(order + "II").unpack_from
                 u32 = struct.Struct(order + "I").unpack_from
                 epb = struct.Struct(order + "IIIII").unpack_from
+                swap = (order == "<") != (sys.byteorder == "little")
             ifaces = []  # interface ids are per section
+            if fast is not None:
+                fast.set_interfaces([])
         btype, blen = u32x2(buf, pos)
         if blen < 12 or blen & 3 or blen > MAX_BLOCK_LEN:
             src.stop(Anomaly.BAD_BLOCK_LENGTH, f"block of type 0x{btype:08x} claims length {blen}")
@@ -186,6 +206,8 @@ def iter_pcapng(src: Source, buf: bytes) -> Iterator[RawPacket]:
                 count(Anomaly.BAD_BLOCK)
             else:
                 ifaces.append(_interface(buf, pos, end, order))
+                if fast is not None:
+                    fast.set_interfaces([_fast_interface(i) for i in ifaces])
         elif btype == BLOCK_DSB:
             if blen < 20:
                 count(Anomaly.BAD_BLOCK)

@@ -304,7 +304,8 @@ class TcpReassembler:
                 me.offset += d
                 me.next_seq = (seq + n) & _MASK
         bulk = self._bulk
-        if bulk is not None and not flow.closing:  # the flow's next bulk packets: in C
+        if bulk is not None and not flow.closing and _I64_MIN <= flow.last_ts <= _I64_MAX:
+            # the flow's next bulk packets: in C
             client, server = flow.sides
             assert client.raw is not None and server.raw is not None  # (IPv4: in self._raw)
             flow.bulk = bulk.add(client.raw, server.raw, flow.fid, flow.last_ts,
