@@ -9,11 +9,13 @@ nanoseconds, never floats.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 __all__ = [
     "SCHEMA",
@@ -49,9 +51,12 @@ def rfc3339(t: datetime) -> str:
     """RFC 3339 in UTC with a ``Z`` suffix; microseconds only when present."""
     if t.tzinfo is None:
         raise ValueError("naive datetime: tlswatch times must carry a timezone")
-    t = t.astimezone(UTC)
-    fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if t.microsecond else "%Y-%m-%dT%H:%M:%SZ"
-    return t.strftime(fmt)
+    if t.tzinfo is not UTC:
+        t = t.astimezone(UTC)
+    if t.year < 1000:  # (strftime does not pad such years; isoformat does)
+        return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if t.microsecond else "%Y-%m-%dT%H:%M:%SZ")
+    # isoformat() is strftime's text at half the cost (one per record), "+00:00" for "Z".
+    return t.isoformat()[:-6] + "Z"
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,42 +280,86 @@ class InputRecord:
     schema: str = SCHEMA
 
 
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
-_SCALARS = frozenset({str, int, float, bool, type(None)})
+_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+# class -> its JSON-ready converter, built on first sight (asking ``dataclasses.fields`` for
+# every object was most of a record's cost; per-class converters read all fields at once).
+_CONVERTERS: dict[type, Callable[[Any], Any]] = {}
 
 
 def to_plain(value: Any) -> Any:
-    """JSON-ready form of any part of a record (None kept). Field names are cached per
-    class: asking ``dataclasses.fields`` for every object was most of a record's cost."""
+    """JSON-ready form of any part of a record (None kept)."""
     cls = value.__class__
     if cls in _SCALARS:
         return value
-    names = _FIELD_NAMES.get(cls)
-    if names is not None:
-        return {n: to_plain(getattr(value, n)) for n in names}
+    convert = _CONVERTERS.get(cls)
+    if convert is None:
+        convert = _CONVERTERS[cls] = _converter(value)
+    return convert(value)
+
+
+def _converter(value: Any) -> Callable[[Any], Any]:
     if isinstance(value, tuple | list):
-        return [to_plain(v) for v in value]
+        return _plain_list
     if isinstance(value, dict):
-        return {k: to_plain(v) for k, v in value.items()}
+        return _plain_dict
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(value))
-        return to_plain(value)
+        return _dataclass_converter(value.__class__, omit_none=False)
+    return _same
+
+
+def _same(value: Any) -> Any:
     return value
+
+
+def _plain_list(value: Any) -> list[Any]:
+    out = list(value)
+    for i, v in enumerate(out):
+        if v.__class__ not in _SCALARS:
+            out[i] = to_plain(v)
+    return out
+
+
+def _plain_dict(value: Any) -> dict[Any, Any]:
+    return {k: to_plain(v) for k, v in value.items()}
+
+
+def _dataclass_converter(cls: type, *, omit_none: bool) -> Callable[[Any], dict[str, Any]]:
+    """A converter of ``cls``'s instances to dicts (all fields read by one attrgetter)."""
+    names = tuple(f.name for f in dataclasses.fields(cls))
+    if len(names) == 1:  # (attrgetter of one name returns the value, not a tuple)
+        one = names[0]
+        if omit_none:
+            return lambda obj: {} if getattr(obj, one) is None \
+                else {one: to_plain(getattr(obj, one))}
+        return lambda obj: {one: to_plain(getattr(obj, one))}
+    get = operator.attrgetter(*names)
+
+    def convert(obj: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, v in zip(names, get(obj), strict=True):
+            if v.__class__ in _SCALARS:
+                if v is not None or not omit_none:
+                    out[name] = v
+            else:
+                out[name] = to_plain(v)
+        return out
+
+    return convert
+
+
+_RECORD_DICTS: dict[type, Callable[[Any], dict[str, Any]]] = {}
 
 
 def to_dict(obj: Any) -> Any:
     """JSON-ready dict of a record. Absent (None) top-level sections are omitted."""
-    if not isinstance(obj, Record | RunRecord | InputRecord):
-        return to_plain(obj)
     cls = obj.__class__
-    names = _FIELD_NAMES.get(cls)
-    if names is None:
-        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(obj))
-    out: dict[str, Any] = {}
-    for n in names:
-        value = getattr(obj, n)
-        if value is not None:
-            out[n] = to_plain(value)
+    if cls is not Record and cls is not RunRecord and cls is not InputRecord \
+            and not isinstance(obj, Record | RunRecord | InputRecord):
+        return to_plain(obj)
+    convert = _RECORD_DICTS.get(cls)
+    if convert is None:
+        convert = _RECORD_DICTS[cls] = _dataclass_converter(cls, omit_none=True)
+    out = convert(obj)
     if isinstance(obj, RunRecord):
         out["stores"] = [{"name": n, "version": v} for n, v in obj.stores]
     return out

@@ -10,30 +10,37 @@ Layers, each usable alone::
     FragmentReassembler         -> whole IPv4/IPv6 datagrams from fragments, bounded
     TcpReassembler.feed(ts, p)  -> FlowStart/Data/Gap/Fin/Rst/Detected/FlowEnd events
     read_flows(path)            -> all of the above in one fast loop
+
+Each name loads its submodule on first use (:mod:`tlswatch._lazy`).
 """
 
-from .anomalies import Anomaly
-from .errors import CaptureError, CaptureFormatError, CaptureWarning
-from .events import (
-    Data,
-    Detected,
-    Fin,
-    FlowEnd,
-    FlowEvent,
-    FlowKey,
-    FlowStart,
-    Gap,
-    Rst,
-    Secrets,
-    Side,
-    SideSummary,
-)
-from .flows import FlowReader, read_flows
-from .ipfrag import FragmentReassembler
-from .layers import Decoded, LinkType, decode, ip_to_str
-from .open import CaptureReader, open_capture
-from .pcapng import SECRETS_TLS_KEYLOG
-from .tcp import FlowConfig, TcpReassembler
+from typing import TYPE_CHECKING
+
+from tlswatch._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .anomalies import Anomaly
+    from .errors import CaptureError, CaptureFormatError, CaptureWarning
+    from .events import (
+        Data,
+        Detected,
+        Fin,
+        FlowEnd,
+        FlowEvent,
+        FlowKey,
+        FlowStart,
+        Gap,
+        Rst,
+        Secrets,
+        Side,
+        SideSummary,
+    )
+    from .flows import FlowReader, read_flows
+    from .ipfrag import FragmentReassembler
+    from .layers import Decoded, LinkType, decode, ip_to_str
+    from .open import CaptureReader, open_capture
+    from .pcapng import SECRETS_TLS_KEYLOG
+    from .tcp import FlowConfig, TcpReassembler
 
 __all__ = [
     "SECRETS_TLS_KEYLOG",
@@ -65,3 +72,16 @@ __all__ = [
     "open_capture",
     "read_flows",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    ".anomalies": ("Anomaly",),
+    ".errors": ("CaptureError", "CaptureFormatError", "CaptureWarning"),
+    ".events": ("Data", "Detected", "Fin", "FlowEnd", "FlowEvent", "FlowKey", "FlowStart", "Gap",
+                "Rst", "Secrets", "Side", "SideSummary"),
+    ".flows": ("FlowReader", "read_flows"),
+    ".ipfrag": ("FragmentReassembler",),
+    ".layers": ("Decoded", "LinkType", "decode", "ip_to_str"),
+    ".open": ("CaptureReader", "open_capture"),
+    ".pcapng": ("SECRETS_TLS_KEYLOG",),
+    ".tcp": ("FlowConfig", "TcpReassembler"),
+})

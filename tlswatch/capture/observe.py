@@ -60,23 +60,21 @@ import os
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO, Final, cast
+from typing import TYPE_CHECKING, BinaryIO, Final, TypeAlias, cast
 
 from ..model import Flow, RstInfo
-from ..quic.observe import QuicFlowObservation, analyse_quic_datagrams
-from ..tls import (
+from ..tls.connection import TLSConnection
+from ..tls.events import (
     AlertEvent,
     CertificateEvent,
     ChangeCipherSpecEvent,
     ClientHelloEvent,
-    Detection,
     EncryptedRecordEvent,
     ServerHelloEvent,
-    Status,
-    TLSConnection,
 )
-from ..tls.decrypt import DEFAULT_MAX_HANDSHAKE_BYTES, DecryptState, HandshakeDecryptor
 from ..tls.keylog import KeyLog
+from ..tls.parser import Status
+from ..tls.records import Detection
 from .dns_answer import MALFORMED, DnsAnswer, parse_answer
 from .dns_tcp import DnsTcpStream
 from .events import Data, Detected, Fin, FlowEnd, FlowKey, FlowStart, Gap, Rst, Secrets, Side
@@ -87,6 +85,12 @@ from .pcapng import SECRETS_TLS_KEYLOG
 from .rst_evidence import rst_info
 from .starttls import StartTlsTracker, greeting_protocol
 from .tcp import FlowConfig
+
+if TYPE_CHECKING:
+    # Loaded when first needed: QUIC for a capture with QUIC packets, TLS 1.3 decryption
+    # (cryptography's AEADs) when a key log is given: start-up stays small without them.
+    from ..quic.observe import QuicFlowObservation
+    from ..tls.decrypt import HandshakeDecryptor
 
 __all__ = [
     "KEYLOG_STATES",
@@ -211,7 +215,7 @@ class DnsObservation:
     anomalies: tuple[str, ...] = ()
 
 
-Observation = FlowObservation | DnsObservation | QuicFlowObservation
+Observation: TypeAlias = "FlowObservation | DnsObservation | QuicFlowObservation"
 
 
 @dataclass(slots=True)
@@ -420,6 +424,8 @@ class CaptureObserver:
     def _quic_flows(self) -> None:
         if not self._quic:
             return
+        from ..quic.observe import analyse_quic_datagrams
+
         datagrams, self._quic = self._quic, []
         secrets = self._key if self._have_keys() else None  # opens Handshake packets
         for obs in analyse_quic_datagrams(datagrams, secrets=secrets):
@@ -464,6 +470,8 @@ class CaptureObserver:
             if secret is None:
                 st.key_note = "no_key"
                 return False
+            from ..tls.decrypt import HandshakeDecryptor
+
             st.dec = HandshakeDecryptor(sh.cipher_suite, secret)
             st.dec.feed(raw)
         return st.dec.reading
@@ -490,7 +498,9 @@ class CaptureObserver:
             if ev.offset < NON_TLS_PREFIX:
                 st.prefix += data[: NON_TLS_PREFIX - ev.offset]
             st.server_bytes = ev.offset + len(data)
-            if st.raw is not None:
+            if st.raw is not None:  # (only while a key log is known)
+                from ..tls.decrypt import DEFAULT_MAX_HANDSHAKE_BYTES
+
                 if len(st.raw) + len(data) <= DEFAULT_MAX_HANDSHAKE_BYTES:
                     st.raw += data
                 else:
@@ -742,6 +752,8 @@ class CaptureObserver:
         st.raw = None
         dec = st.dec
         if dec is not None:
+            from ..tls.decrypt import DecryptState
+
             state = dec.state
             if state is DecryptState.DONE:
                 return "decrypted", ""
@@ -750,11 +762,14 @@ class CaptureObserver:
                                       f"({dec.records} record(s) decrypted)")
             return state.value, dec.detail
         if tls13:
+            if st.key_note == "overflow":
+                from ..tls.decrypt import DEFAULT_MAX_HANDSHAKE_BYTES
+
+                return st.key_note, ("the server's handshake was over "
+                                     f"{DEFAULT_MAX_HANDSHAKE_BYTES} bytes before encryption "
+                                     "began")
             if st.key_note is not None:
-                detail = ("the server's handshake was over "
-                          f"{DEFAULT_MAX_HANDSHAKE_BYTES} bytes before encryption began"
-                          if st.key_note == "overflow" else "")
-                return st.key_note, detail
+                return st.key_note, ""
             return None, ""
         ch = st.conn.client_hello
         if ch is not None and self._have_keys() \

@@ -24,7 +24,7 @@ the chain stays encrypted), no secret for the session, or a TLS 1.2 master secre
 
 DNS answers become records only when they show something wrong (:func:`dns_failure`):
 NXDOMAIN, SERVFAIL, REFUSED, an A question answered with no address, or only bogon addresses
-(``0.0.0.0``, private, loopback ... as :func:`tlswatch.probe.dns.bogon_kind` says; the
+(``0.0.0.0``, private, loopback ... as :func:`tlswatch.bogons.bogon_kind` says; the
 documentation ranges of RFC 5737/3849 are not bogons here: examples use them). A normal
 answer has no ``dns/...`` outcome that the verdict table would call ``ok``, so it gives no
 record (the caller counts it).
@@ -39,18 +39,19 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import re
-import ssl
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Final
 
+from tlswatch.bogons import DEFAULT_BOGONS, BogonKind, bogon_kind
 from tlswatch.capture.observe import DnsObservation, FlowObservation, Observation
 from tlswatch.classify.blockpages import BlockpageMatch, match_blockpage
 from tlswatch.classify.chain import ChainJudge, ChainJudgement
 from tlswatch.classify.rules import Decision, Seen, classify
 from tlswatch.failures import CertOutcome, DnsFailure, HttpFailure, QuicOutcome, Stage, outcome
+from tlswatch.html_title import extract_title
 from tlswatch.ids import record_id
 from tlswatch.model import (
     DnsInfo,
@@ -64,10 +65,9 @@ from tlswatch.model import (
     Vantage,
     rfc3339,
 )
-from tlswatch.quic.observe import QuicFlowObservation
 
 if TYPE_CHECKING:
-    from tlswatch.probe.dns import BogonKind
+    from tlswatch.quic.observe import QuicFlowObservation
 
 __all__ = [
     "DECRYPTED_REASON",
@@ -122,6 +122,8 @@ def version_name(version: int | None) -> str | None:
 @lru_cache(maxsize=1)
 def _cipher_names() -> dict[int, str]:
     # OpenSSL's names, as the probe reports them (pyOpenSSL's get_cipher_name()).
+    import ssl  # (here: captures without TLS never need it)
+
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     with contextlib.suppress(ssl.SSLError):  # an OpenSSL without SECLEVEL: its defaults
         ctx.set_ciphers("ALL:@SECLEVEL=0")
@@ -138,7 +140,17 @@ def cipher_name(code: int | None) -> str | None:
 def ns_to_datetime(ns: int) -> datetime:
     """Integer ns since the epoch -> aware UTC datetime (microsecond precision, no float)."""
     sec, rest = divmod(ns, 1_000_000_000)
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=sec, microseconds=rest // 1000)
+    return _EPOCH + timedelta(seconds=sec, microseconds=rest // 1000)
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@lru_cache(maxsize=1024)
+def _decide(seen: Seen) -> Decision:
+    """The table's verdict without a control (a pure function of what was seen: the few
+    distinct findings of a capture are looked up once each)."""
+    return classify(seen, None)
 
 
 def dns_failure(obs: DnsObservation, bogons: frozenset[BogonKind] | None = None) -> str | None:
@@ -146,9 +158,6 @@ def dns_failure(obs: DnsObservation, bogons: frozenset[BogonKind] | None = None)
 
     ``bogons``: the bogon classes that count (default: the probe's ``DEFAULT_BOGONS``).
     """
-    # The probe's modules load asyncio and OpenSSL: imported when first needed (start-up).
-    from tlswatch.probe.dns import DEFAULT_BOGONS, bogon_kind
-
     if bogons is None:
         bogons = DEFAULT_BOGONS
     if obs.rcode in _RCODE_FAILURE:
@@ -171,8 +180,6 @@ def _documentation(address: str) -> bool:
 
 def _http_from_prefix(prefix: bytes, bp: BlockpageMatch | None) -> HttpInfo | None:
     """Status and title of a non-TLS answer that is HTTP (the first bytes only: no hash)."""
-    from tlswatch.probe.http_fetch import extract_title  # (start-up: see dns_failure)
-
     m = _STATUS_RE.match(prefix)
     if m is None:
         return HttpInfo(blockpage=bp.id) if bp else None
@@ -247,12 +254,12 @@ def _flow_record(obs: FlowObservation, judge: ChainJudge, *, run_id: str, file_s
         extra += (f"{STARTTLS_REASON} ({obs.starttls})",)
     chain_is_finding = chain is not None and out == chain.outcome
     server_side = bp is not None and bp.kind != "blockpage"
-    decision = classify(Seen(
+    decision = _decide(Seen(
         out, chain.evidence if chain_is_finding and chain is not None else None,
         blockpage=bp.id if bp is not None and not server_side else None,
         server_side=bp.id if bp is not None and server_side else None,
         chain_trusted=bool(chain is not None and chain.trusted and chain_is_finding),
-    ), None)
+    ))
     tcp_failure = obs.failure if obs.failure and obs.failure.startswith("tcp/") else None
     tls = None
     if tcp_failure is None:
@@ -287,7 +294,7 @@ def _dns_record(obs: DnsObservation, failure: str, *, run_id: str, file_sha256: 
     flow = obs.flow
     if pseudonym is not None:
         flow = replace(flow, client_ip=pseudonym(flow.client_ip))
-    decision = classify(Seen(failure), None)
+    decision = _decide(Seen(failure))
     resolver = flow.server_ip
     label = f"[{resolver}]:{flow.server_port}" if ":" in resolver else \
         f"{resolver}:{flow.server_port}"
@@ -345,9 +352,9 @@ def _quic_record(obs: QuicFlowObservation, judge: ChainJudge, *, run_id: str,
     else:
         seen = failure or outcome(Stage.CERT, CertOutcome.NO_CHAIN)
     chain_is_finding = chain is not None and seen == chain.outcome
-    decision = classify(Seen(
+    decision = _decide(Seen(
         seen, chain.evidence if chain_is_finding and chain is not None else None,
-        chain_trusted=bool(chain is not None and chain.trusted and chain_is_finding)), None)
+        chain_trusted=bool(chain is not None and chain.trusted and chain_is_finding)))
     key_reason = keylog_reason(obs)
     # The rule's reasons first, notes after (as for TCP flows: rejudge keeps the notes).
     reasons = (*decision.reasons, *extra, f"QUIC outcome: {obs.outcome}",
@@ -383,8 +390,8 @@ def capture_record(obs: Observation, judge: ChainJudge, *, run_id: str, file_sha
     ``pseudonym`` replaces the client address (``--anonymize``) before the id is computed,
     so ids never hash a real client address and stay stable across runs with one key.
     """
-    if isinstance(obs, QuicFlowObservation):
-        return _quic_record(obs, judge, run_id=run_id, file_sha256=file_sha256,
+    if isinstance(obs, FlowObservation):
+        return _flow_record(obs, judge, run_id=run_id, file_sha256=file_sha256,
                             vantage=vantage, pseudonym=pseudonym)
     if isinstance(obs, DnsObservation):
         failure = dns_failure(obs, bogons)
@@ -392,5 +399,6 @@ def capture_record(obs: Observation, judge: ChainJudge, *, run_id: str, file_sha
             return None
         return _dns_record(obs, failure, run_id=run_id, file_sha256=file_sha256,
                            vantage=vantage, pseudonym=pseudonym)
-    return _flow_record(obs, judge, run_id=run_id, file_sha256=file_sha256, vantage=vantage,
+    # (QUIC last: its module is loaded only for captures with QUIC packets)
+    return _quic_record(obs, judge, run_id=run_id, file_sha256=file_sha256, vantage=vantage,
                         pseudonym=pseudonym)

@@ -28,6 +28,7 @@ from typing import Any, Final, Protocol, TextIO
 
 import click
 
+from tlswatch.bogons import DEFAULT_BOGONS, BogonKind, routable_policy
 from tlswatch.capture import CaptureFormatError, CaptureWarning, open_capture
 from tlswatch.capture.observe import CaptureObserver, Observation, ObserveStats
 from tlswatch.classify.capture_record import capture_record
@@ -39,11 +40,9 @@ from tlswatch.cli.progress import Progress
 from tlswatch.failures import Verdict, outcome_class
 from tlswatch.ids import new_run_id
 from tlswatch.model import SCHEMA, InputRecord, Record, Vantage, to_dict, to_plain
-from tlswatch.probe.dns import DEFAULT_BOGONS, BogonKind, routable_policy
 from tlswatch.probe.runrecord import closing_run_record, run_record
 from tlswatch.sinks.base import EncodedRecord, Sink, SinkError, is_empty_output, open_sink
 from tlswatch.sinks.jsonl import JsonlWriter
-from tlswatch.sinks.readers import read_records
 from tlswatch.textsafe import terminal_safe
 from tlswatch.tls.keylog import KeyLog, load_keylog
 from tlswatch.x509.registry import RegistryError, load_registry
@@ -156,6 +155,8 @@ class _Existing:
 
 
 def _existing(path: Path) -> _Existing:
+    from tlswatch.sinks.readers import read_records  # (--resume only)
+
     out = _Existing()
     if not path.exists():
         return out
@@ -358,7 +359,7 @@ class _FileRun:
         if rec.id in self.existing.ids:
             t.already += 1
             return
-        self.writer.write(record_dict(rec))
+        self.writer.write(rec)  # (JSON sinks encode it directly: no dict in between)
         self.records += 1
         t.records += 1
         t.verdicts[rec.verdict] += 1
@@ -873,7 +874,7 @@ class _Collect:
     def __init__(self) -> None:
         self.items: list[EncodedRecord] = []
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, record: Record | dict[str, Any]) -> None:
         self.items.append(EncodedRecord.of(record))
 
 

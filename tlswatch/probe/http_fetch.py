@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import html
 import re
 from dataclasses import dataclass
 from typing import Final
@@ -17,6 +16,7 @@ from typing import Final
 from OpenSSL import SSL
 
 from tlswatch.failures import HttpFailure, Stage, outcome
+from tlswatch.html_title import MAX_TITLE, extract_title
 from tlswatch.model import HttpInfo
 from tlswatch.probe.tls_client import TlsSession
 
@@ -31,11 +31,7 @@ __all__ = [
 
 MAX_BODY: Final = 1024 * 1024
 MAX_HEADER: Final = 64 * 1024
-MAX_TITLE: Final = 256
-_TITLE_SCAN: Final = 64 * 1024
-_TITLE_RE: Final = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
 _STATUS_RE: Final = re.compile(rb"HTTP/\d(?:\.\d)? +(\d{3})")
-_CTRL_RE: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,16 +39,6 @@ class HttpResult:
     info: HttpInfo | None
     failure: str | None
     anomalies: tuple[str, ...] = ()
-
-
-def extract_title(body: bytes) -> str | None:
-    """The page title: unescaped, control characters removed, whitespace folded, bounded."""
-    m = _TITLE_RE.search(body[:_TITLE_SCAN])
-    if m is None:
-        return None
-    text = html.unescape(m.group(1)[: MAX_TITLE * 4].decode("utf-8", "replace"))
-    text = " ".join(_CTRL_RE.sub(" ", text).split())
-    return text[:MAX_TITLE]
 
 
 class _Reader:

@@ -25,8 +25,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
-from tlswatch.model import to_dict
-from tlswatch.sinks.flat import FlatRow
+from tlswatch.model import Record, to_dict
+from tlswatch.sinks.encode import dumps, record_line
 
 __all__ = [
     "FLAT_FORMATS",
@@ -119,7 +119,9 @@ class EncodedRecord(NamedTuple):
     line: str  # record_json() of the record
 
     @classmethod
-    def of(cls, record: dict[str, Any]) -> EncodedRecord:
+    def of(cls, record: Record | dict[str, Any]) -> EncodedRecord:
+        if isinstance(record, Record):
+            return cls(record.id, record.verdict, record.outcome, record_json(record))
         return cls(record["id"], record["verdict"], record["outcome"], record_json(record))
 
     def as_dict(self) -> dict[str, Any]:
@@ -131,13 +133,17 @@ def record_dict(record: Any) -> dict[str, Any]:
     """The JSON dict of a record, a run record or an already-decoded record."""
     if isinstance(record, EncodedRecord):
         return record.as_dict()
-    if isinstance(record, FlatRow):
-        raise RecordError("a flat row (from CSV or Parquet) is only a projection of a record: "
-                        "it can go to .csv or .parquet only")
+    if record.__class__ is dict:  # (the common case: not a FlatRow, no import below)
+        return dict(record)
     if dataclasses.is_dataclass(record) and not isinstance(record, type):
         out: dict[str, Any] = to_dict(record)  # Record, RunRecord, InputRecord ...
         return out
     if isinstance(record, Mapping):
+        from tlswatch.sinks.flat import FlatRow  # (loaded by the sinks that make flat rows)
+
+        if isinstance(record, FlatRow):
+            raise RecordError("a flat row (from CSV or Parquet) is only a projection of a "
+                              "record: it can go to .csv or .parquet only")
         return dict(record)
     raise RecordError(f"not a record: {type(record).__name__}")
 
@@ -146,8 +152,10 @@ def record_json(record: Any) -> str:
     """One compact JSON line (no newline), encoded exactly as the JSONL writer does."""
     if isinstance(record, EncodedRecord):
         return record.line
+    if record.__class__ is Record:
+        return record_line(record)  # (the same text, each judged chain encoded once)
     # ensure_ascii keeps hostile peer strings (control chars, bidi marks) escaped.
-    return json.dumps(record_dict(record), ensure_ascii=True, separators=(",", ":"))
+    return dumps(record_dict(record))
 
 
 def open_sink(path: Path | str, *, append: bool, batch: int = 32) -> Sink:
