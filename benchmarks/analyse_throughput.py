@@ -15,11 +15,17 @@ Measured, each in its own process (peak RSS from ``wait4``; this script stays sm
 figure is the tool's own):
 
 * ``tlswatch analyse FILE --store captures/lab-public-root.pem -o OUT.jsonl``: reading,
-  reassembly, every handshake parsed, every chain judged, every record written;
+  reassembly, every handshake parsed, every chain judged, every record written; once in one
+  process and once with ``--jobs 2`` (two processes, each judging its share of the flows);
 * ``tshark -r FILE -Y tls.handshake.type==11 -T fields -e tls.handshake.certificate``: only
   prints the certificates, judges nothing (the issue's reference command);
 * for reference, tlswatch's reader alone (``read_flows``: reading, decoding, reassembly and
-  TLS detection, every event consumed): the floor under ``analyse``.
+  TLS detection, each flow skipped once its first bytes are seen, as ``analyse`` skips it
+  once its handshake is read): the floor under ``analyse`` in one process.
+
+tlswatch runs with its bytecode cached (as an installed copy has it: this machine's
+environment sets PYTHONDONTWRITEBYTECODE, which the benchmark lifts for its own runs after
+one warm-up run), and with the C fast path if it is built (the summary says which).
 
     python benchmarks/analyse_throughput.py            # full run; output in analyse_throughput.out
     python benchmarks/analyse_throughput.py --smoke    # seconds-long run used by the test suite
@@ -171,12 +177,16 @@ def build(path: Path, target_bytes: int, concurrency: int) -> dict[str, int]:
 # -- measuring --------------------------------------------------------------------------------
 
 
+_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def _run(cmd: list[str], stdout: int | None = None) -> tuple[float, float, int, str]:
-    """Wall time, CPU time (user + system), peak RSS (bytes, from wait4) and stderr."""
+    """Wall time, CPU time (user + system, children included), peak RSS (bytes, from wait4:
+    the largest process) and stderr."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as errf:
         proc = subprocess.Popen(cmd, stdout=stdout if stdout is not None else subprocess.DEVNULL,
-                                stderr=errf)
+                                stderr=errf, env=_ENV)
         _, status, usage = os.wait4(proc.pid, 0)
         dt = time.perf_counter() - t0
         errf.seek(0)
@@ -185,6 +195,18 @@ def _run(cmd: list[str], stdout: int | None = None) -> tuple[float, float, int, 
     if code != 0:
         raise RuntimeError(f"{cmd[0]} failed with status {code}: {err[-2000:]}")
     return dt, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, err
+
+
+def _records_of(path: Path) -> list[str]:
+    """A run's records, sorted, without its run id (--jobs writes them in another order)."""
+    out = []
+    with open(path) as f:
+        for line in f:
+            rec = json.loads(line)
+            if "kind" not in rec:
+                rec.pop("run_id", None)
+                out.append(json.dumps(rec, sort_keys=True))
+    return sorted(out)
 
 
 def _self_rss() -> int:
@@ -213,9 +235,15 @@ def main() -> None:
           f"plain HTTP bulk; {concurrency} connections interleaved, 10k packets/s of capture "
           "time; file in the page cache; tlswatch judges against captures/lab-public-root.pem")
     rss_ours: list[int] = []
-    ratios: list[float] = []
-    cpu_ratios: list[float] = []
+    ratios: dict[str, list[float]] = {"one": [], "jobs": []}
+    cpu_ratios: dict[str, list[float]] = {"one": [], "jobs": []}
+    fast = subprocess.run([sys.executable, "-c", "import tlswatch.capture._bulkbook"],
+                          capture_output=True, env=_ENV).returncode == 0
+    print(f"tlswatch: the C fast path is {'built' if fast else 'NOT built (pure Python)'}")
     with tempfile.TemporaryDirectory() as tmp:
+        # one warm-up run: bytecode written, as an installed copy has it
+        _run([sys.executable, __file__, ANALYSE_FLAG, str(CAPTURES / "clean-tls12.pcap"),
+              "--store", str(STORE), "-o", str(Path(tmp) / "warm.jsonl")])
         for i, size in enumerate(sizes):
             path = Path(tmp) / f"workload-{size >> 20}MiB.pcap"
             r = subprocess.run([sys.executable, __file__, BUILD_FLAG, str(path), str(size),
@@ -229,6 +257,12 @@ def main() -> None:
             dt, cpu, rss, _ = _run([sys.executable, __file__, ANALYSE_FLAG, str(path), "--store",
                               str(STORE), "-o", str(out)])
             rss_ours.append(rss)
+            out_j = Path(tmp) / "out-jobs.jsonl"
+            out_j.unlink(missing_ok=True)
+            j_dt, j_cpu, j_rss, _ = _run([sys.executable, __file__, ANALYSE_FLAG, str(path),
+                                          "--store", str(STORE), "-o", str(out_j),
+                                          "--jobs", "2"])
+            same = _records_of(out) == _records_of(out_j)
             r_dt, r_cpu, r_rss, _ = _run([sys.executable, __file__, READ_FLAG, str(path)])
             verdicts: Counter[str] = Counter()
             outcomes: Counter[str] = Counter()
@@ -247,6 +281,9 @@ def main() -> None:
                   f"{floor / 2**20:.1f} MiB)")
             summary = ", ".join(f"{v} {n}" for v, n in sorted(verdicts.items()))
             print(_line("tlswatch analyse (judged, written)", dt, cpu, nbytes, rss))
+            print(_line("tlswatch analyse --jobs 2", j_dt, j_cpu, nbytes, j_rss,
+                        " (largest process)"))
+            print(f"    --jobs 2 wrote {'the same' if same else 'OTHER (a bug)'} records")
             print(f"    {handshakes:,} TLS handshakes judged; records by verdict: {summary}")
             # The blocking templates have no control measurement: their tls/* and dns/*
             # failures are `anomaly` by the verdict table (DESIGN.md §4), as expected.
@@ -259,18 +296,23 @@ def main() -> None:
             t_dt, t_cpu, t_rss, _ = _run([tshark, "-n", "-r", str(path), "-Y",
                                           "tls.handshake.type==11", "-T", "fields", "-e",
                                           "tls.handshake.certificate"])
-            ratios.append(t_dt / dt)
-            cpu_ratios.append(t_cpu / cpu)
+            ratios["one"].append(t_dt / dt)
+            cpu_ratios["one"].append(t_cpu / cpu)
+            ratios["jobs"].append(t_dt / j_dt)
+            cpu_ratios["jobs"].append(t_cpu / j_cpu)
             print(_line("tshark -Y tls.handshake.type==11", t_dt, t_cpu, nbytes, t_rss))
             print(f"    tlswatch {t_dt / dt:.1f}x faster (wall), {t_cpu / cpu:.1f}x less CPU; "
-                  "tshark only prints the certificates")
+                  f"with --jobs 2 {t_dt / j_dt:.1f}x faster (wall), {t_cpu / j_cpu:.1f}x less "
+                  "CPU; tshark only prints the certificates")
     growth = rss_ours[1] / rss_ours[0]
     print(f"\npeak RSS of tlswatch analyse: {rss_ours[0] / 2**20:.1f} MiB for file 1, "
           f"{rss_ours[1] / 2**20:.1f} MiB for file 2 ({growth:.2f}x for "
           f"{sizes[1] / sizes[0]:.0f}x the file)")
-    if ratios:
-        print(f"speed ratio tlswatch analyse / tshark: {min(ratios):.1f}x to {max(ratios):.1f}x "
-              f"wall, {min(cpu_ratios):.1f}x to {max(cpu_ratios):.1f}x CPU (target: 5x)")
+    for kind, name in (("one", "tlswatch analyse"), ("jobs", "tlswatch analyse --jobs 2")):
+        r, c = ratios[kind], cpu_ratios[kind]
+        if r:
+            print(f"speed ratio {name} / tshark: {min(r):.1f}x to {max(r):.1f}x wall, "
+                  f"{min(c):.1f}x to {max(c):.1f}x CPU (target: 5x)")
 
 
 if __name__ == "__main__":
@@ -279,10 +321,12 @@ if __name__ == "__main__":
         print(json.dumps(build(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))))
     elif len(sys.argv) > 1 and sys.argv[1] == READ_FLAG:
         sys.path.insert(0, str(ROOT))
-        from tlswatch.capture import read_flows
+        from tlswatch.capture import Data, read_flows
 
-        for _ in read_flows(sys.argv[2]):
-            pass
+        reader = read_flows(sys.argv[2])
+        for ev in reader:
+            if isinstance(ev, Data):
+                reader.skip(ev.flow_id)
     elif len(sys.argv) > 1 and sys.argv[1] == ANALYSE_FLAG:
         # This checkout's tlswatch, whatever copy is installed; only the analyse command.
         sys.path.insert(0, str(ROOT))

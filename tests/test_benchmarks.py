@@ -39,6 +39,7 @@ def test_analyse_throughput_smoke() -> None:
     assert re.search(r"\b50 TLS handshakes judged; records by verdict: anomaly 50, "
                      r"intercepted 10, ok 10\b", r.stdout), r.stdout
     assert "tshark -Y tls.handshake.type==11" in r.stdout and "peak RSS of tlswatch" in r.stdout
+    assert r.stdout.count("--jobs 2 wrote the same records") == 2, r.stdout
     assert (BENCH / "analyse_throughput.out").read_text().startswith("workload:")
 
 

@@ -79,7 +79,7 @@ from .dns_answer import MALFORMED, DnsAnswer, parse_answer
 from .dns_tcp import DnsTcpStream
 from .events import Data, Detected, Fin, FlowEnd, FlowKey, FlowStart, Gap, Rst, Secrets, Side
 from .events import SideSummary as _Summary
-from .flows import FlowReader, read_flows
+from .flows import FlowReader, Share, read_flows
 from .layers import PacketTuple, ip_to_str
 from .pcapng import SECRETS_TLS_KEYLOG
 from .rst_evidence import rst_info
@@ -137,6 +137,7 @@ _MAX_QUIC_BYTES: Final = 64 * 1024 * 1024  # long-header UDP kept per capture fo
 _ADDRESS_TYPES: Final = frozenset({None, 1, 28})  # A, AAAA (None: read the whole message)
 _MAX_PENDING_QUERIES: Final = 65_536  # DNS queries waiting for an answer (oldest dropped)
 _MAX_NAMES: Final = 65_536  # address -> name from DNS answers, for flows without SNI
+_MAX_UNPARSED: Final = 4096  # other shares' DNS answers held before they are parsed
 _TLS13: Final = 0x0304
 _NS_PER_MS: Final = 1_000_000
 
@@ -324,14 +325,17 @@ class CaptureObserver:
                  on_observation: Callable[[Observation], None], *,
                  config: FlowConfig | None = None,
                  on_tick: Callable[[], None] | None = None,
-                 keylog: KeyLog | None = None) -> None:
+                 keylog: KeyLog | None = None, share: Share | None = None) -> None:
         self._emit = on_observation
         # Key logs: the caller's (files, shared by captures: never written to) and this
         # capture's own (its Decryption Secrets Blocks).
         self.keylog = keylog if keylog is not None else KeyLog()
         self.embedded_keylog = KeyLog()
         self._tick = on_tick
-        self.reader: FlowReader = read_flows(source, config, on_datagram=self._datagram)
+        # share: this observer's part of the flows when several processes read one file
+        # (tlswatch analyse --jobs): see read_flows.
+        self.reader: FlowReader = read_flows(source, config, on_datagram=self._datagram,
+                                             share=share)
         self.stats = ObserveStats()
         self.own_anomalies: Counter[str] = Counter()  # observation-level (e.g. dns_malformed)
         self._flows: dict[int, _Flow] = {}
@@ -345,6 +349,7 @@ class CaptureObserver:
         # answered queries -> (first answer's time, query's time): a second answer is news
         self._answered: OrderedDict[tuple[str, int, str, int], tuple[int, int]] = OrderedDict()
         self._names: OrderedDict[str, str] = OrderedDict()
+        self._unparsed: list[bytes] = []  # other shares' DNS answers, parsed when needed
         # QUIC long-header datagrams (Initials live there), bounded; analysed at the end.
         self._quic: list[tuple[int, bytes, int, bytes, int, bytes]] = []
         self._quic_bytes = 0
@@ -724,7 +729,7 @@ class CaptureObserver:
         sni = (ch.server_name or None) if ch is not None else None  # (an empty name: none)
         self._emit(FlowObservation(
             key=st.key, first_packet_ns=st.first_ns, time_ns=t, failure=failure,
-            sni=sni, dns_name=None if sni else self._names.get(st.key.server_ip),
+            sni=sni, dns_name=None if sni else self._name_of(st.key.server_ip),
             client_hello=ch is not None,
             version=sh.version if sh is not None else None,
             cipher=sh.cipher_suite if sh is not None else None,
@@ -867,7 +872,7 @@ class CaptureObserver:
         t = tr.command_ns if tr.command_ns is not None else (when or 0)
         self._emit(FlowObservation(
             key=key, first_packet_ns=self._starts.get(fid, t), time_ns=t,
-            failure=failure, dns_name=self._names.get(key.server_ip),
+            failure=failure, dns_name=self._name_of(key.server_ip),
             handshake_ms=_ms(tr.command_ns, when), rst=rst, anomalies=tuple(notes),
             client_bytes=client_bytes, server_bytes=server_bytes, starttls=tr.protocol,
             connect_ms=self._connect_ms(fid, end)))
@@ -883,7 +888,34 @@ class CaptureObserver:
             return
         if sport != _DNS_PORT and dport != _DNS_PORT:
             return
+        if self.reader.share is not None and not self.reader.owns(p):
+            self._dns_names_only(payload)  # another process reports it: only learn names
+            return
         self._dns_message(ts, p[0], sport, p[1], dport, payload, "udp")
+
+    def _dns_names_only(self, wire: bytes) -> None:
+        """An answer another process reports: only the names it gives matter here (for
+        flows without SNI), so it is parsed when a name is looked up, if ever."""
+        if len(wire) < 12 or not wire[2] & 0x80:
+            return
+        pending = self._unparsed
+        pending.append(wire)
+        if len(pending) > _MAX_UNPARSED:
+            self._parse_pending()
+
+    def _parse_pending(self) -> None:
+        pending, self._unparsed = self._unparsed, []
+        for wire in pending:  # (in capture order: a later answer's name wins, as it would)
+            if _question_type(wire) in _ADDRESS_TYPES:
+                parsed = parse_answer(wire)
+                if isinstance(parsed, DnsAnswer):
+                    self._learn_names(parsed.qname, parsed.answers)
+
+    def _name_of(self, ip: str) -> str | None:
+        """The name a DNS answer seen so far gave for ``ip``."""
+        if self._unparsed:
+            self._parse_pending()
+        return self._names.get(ip)
 
     def _dns_tcp_data(self, ev: Data) -> None:
         """Bytes of a DNS-over-TCP connection: each complete message like a UDP one."""
@@ -906,6 +938,14 @@ class CaptureObserver:
             del self._dns_tcp[fid]
             self._done.add(fid)  # (bytes queued before the skip must not restart it)
             self.reader.skip(fid)
+
+    def _learn_names(self, qname: str, answers: tuple[str, ...]) -> None:
+        names = self._names
+        for a in answers:
+            names[a] = qname
+            names.move_to_end(a)
+            if len(names) > _MAX_NAMES:
+                names.popitem(last=False)
 
     def _dns_message(self, ts: int, src_ip: bytes | str, sport: int, dst_ip: bytes | str,
                      dport: int, wire: bytes, transport: str) -> None:
@@ -947,12 +987,7 @@ class CaptureObserver:
         if len(self._answered) > _MAX_PENDING_QUERIES:
             self._answered.popitem(last=False)
         qname, answers = parsed.qname, parsed.answers
-        names = self._names
-        for a in answers:
-            names[a] = qname
-            names.move_to_end(a)
-            if len(names) > _MAX_NAMES:
-                names.popitem(last=False)
+        self._learn_names(qname, answers)
         self.stats.dns_answers += 1
         if transport == "tcp":
             self.stats.dns_tcp_answers += 1

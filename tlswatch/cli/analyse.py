@@ -286,8 +286,10 @@ class _FileRun:
                  existing: _Existing, pseudonym: Callable[[str], str] | None,
                  progress: _FileProgress, totals: _Totals, seen_sha: dict[str, str],
                  known_sha: str | None, keylog: KeyLog | None = None,
-                 bogons: frozenset[BogonKind] | None = None) -> None:
+                 bogons: frozenset[BogonKind] | None = None,
+                 share: tuple[int, int] | None = None) -> None:
         self.path = path
+        self.share = share  # (index, count): one of several processes on this file
         self.keylog = keylog
         self.bogons = bogons
         self.judge = judge
@@ -380,7 +382,7 @@ class _FileRun:
         else:
             self._sha_ready(wait=True)
         self.observer = obs = CaptureObserver(self.path, self._observation, on_tick=self._tick,
-                                              keylog=self.keylog)
+                                              keylog=self.keylog, share=self.share)
         try:
             obs.run()
         finally:
@@ -552,11 +554,17 @@ def _summary(t: _Totals, elapsed: float, top: int = 10) -> str:
               help="With --workers/--scheduler: an uncompressed capture of SIZE or more (e.g. "
                    "64MB, 1GB; 0: never) is split into chunks analysed by several workers "
                    "(at least one chunk per worker); the records are the same.")
+@click.option("--jobs", "jobs", metavar="N|auto", default="1", show_default=True,
+              help="Processes per capture on this machine: each reads the file and judges "
+                   "its share of the flows (captures of 4 MiB or more; smaller ones use one). "
+                   "auto: one per CPU. The records are the same; their order is the order "
+                   "the processes send them.")
 def analyse(inputs: tuple[str, ...], stores: tuple[str, ...], registries: tuple[Path, ...],
             output: str | None, resume: bool, anonymize: bool, anonymize_key: Path | None,
             fmt: str, verbose: bool, workers: int | None = None,
             scheduler: str | None = None, keylogs: tuple[Path, ...] = (),
-            split_size: str = "256MB", routable: tuple[str, ...] = ()) -> None:
+            split_size: str = "256MB", routable: tuple[str, ...] = (),
+            jobs: str = "1") -> None:
     """Judge every TLS handshake and DNS answer in pcap/pcapng captures (also gzip, xz or
     bzip2 compressed, found by magic number, not by name) and write one tlswatch/1 record
     each (JSON Lines, source "pcap").
@@ -602,6 +610,10 @@ def analyse(inputs: tuple[str, ...], stores: tuple[str, ...], registries: tuple[
 
     if workers is not None and scheduler is not None:
         raise InputError("--workers and --scheduler are mutually exclusive")
+    n_jobs = _parse_jobs(jobs)
+    if n_jobs > 1 and (workers is not None or scheduler is not None):
+        raise InputError("--jobs is for this machine; with --workers/--scheduler the cluster "
+                         "shares the work")
     if workers is not None and workers < 1:
         raise InputError("--workers must be at least 1")
     distributed = workers is not None or scheduler is not None
@@ -743,7 +755,7 @@ def analyse(inputs: tuple[str, ...], stores: tuple[str, ...], registries: tuple[
                         path, explicit, judge=judge, writer=writer, run_id=run_id,
                         existing=existing, pseudonym=pseudonym, kid=kid, progress=progress,
                         totals=totals, seen_sha=seen_sha, resume=resume, keylog=keylog,
-                        bogons=capture_bogons(routable)))
+                        bogons=capture_bogons(routable), jobs=n_jobs))
         writer.write(closing_run_record(opening, datetime.now(UTC)))
     except (KeyboardInterrupt, _Interrupted) as e:
         progress.message("tlswatch: interrupted; run again with --resume to finish")
@@ -770,7 +782,7 @@ def _analyse_one(path: Path, explicit: bool, *, judge: ChainJudge, writer: Sink,
                  run_id: str, existing: _Existing, pseudonym: Callable[[str], str] | None,
                  kid: str | None, progress: _FileProgress, totals: _Totals,
                  seen_sha: dict[str, str], resume: bool, keylog: KeyLog | None = None,
-                 bogons: frozenset[BogonKind] | None = None) -> int:
+                 bogons: frozenset[BogonKind] | None = None, jobs: int = 1) -> int:
     """One capture; returns the exit status it calls for (0 or 1)."""
     name = terminal_safe(str(path))
     try:
@@ -782,10 +794,25 @@ def _analyse_one(path: Path, explicit: bool, *, judge: ChainJudge, writer: Sink,
             if progress.verbose:
                 progress.message(f"tlswatch: {name}: already complete in the output, skipped")
             return 0
-        run = _FileRun(path, judge=judge, writer=writer, run_id=run_id, existing=existing,
-                       pseudonym=pseudonym, progress=progress, totals=totals,
-                       seen_sha=seen_sha, known_sha=known, keylog=keylog, bogons=bogons)
-        inp = run.run()
+        shared = None
+        if jobs > 1:
+            from tlswatch.cli import analyse_jobs  # (it builds on this module)
+
+            if size >= analyse_jobs.MIN_SHARED_BYTES and analyse_jobs.can_share():
+                shared = analyse_jobs
+        if shared is not None:
+            inp, note = shared.run_shared(
+                path, jobs, writer=writer, existing=existing, progress=progress,
+                totals=totals, seen_sha=seen_sha, known_sha=known,
+                run_kwargs={"judge": judge, "run_id": run_id, "pseudonym": pseudonym,
+                            "keylog": keylog, "bogons": bogons})
+        else:
+            run = _FileRun(path, judge=judge, writer=writer, run_id=run_id,
+                           existing=existing, pseudonym=pseudonym, progress=progress,
+                           totals=totals, seen_sha=seen_sha, known_sha=known, keylog=keylog,
+                           bogons=bogons)
+            inp = run.run()
+            note = run.note
     except _Duplicate as e:
         totals.skipped_other += 1
         progress.message(f"tlswatch: {name}: same content as {terminal_safe(str(e))}, skipped")
@@ -813,8 +840,22 @@ def _analyse_one(path: Path, explicit: bool, *, judge: ChainJudge, writer: Sink,
         inp = replace(inp, anonymize_key_id=kid)
     writer.write(to_dict(inp))  # a plain dict: every record sink takes one
     writer.checkpoint()
-    _file_done(inp, name, run.note, totals=totals, progress=progress)
+    _file_done(inp, name, note, totals=totals, progress=progress)
     return 0
+
+
+def _parse_jobs(text: str) -> int:
+    if text == "auto":
+        from tlswatch.cli.analyse_jobs import default_jobs
+
+        return default_jobs()
+    try:
+        n = int(text)
+    except ValueError:
+        raise InputError(f"--jobs {text}: a number of processes, or auto") from None
+    if not 1 <= n <= 256:
+        raise InputError(f"--jobs {text}: between 1 and 256")
+    return n
 
 
 def _file_done(inp: InputRecord, name: str, note: str | None, *, totals: _Totals,
