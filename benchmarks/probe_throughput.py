@@ -56,6 +56,7 @@ from pathlib import Path
 
 from tlswatch.classify.chain import ChainJudge
 from tlswatch.classify.rules import RULES_VERSION
+from tlswatch.cli.probe_jobs import run_forked
 from tlswatch.ids import new_run_id
 from tlswatch.probe.campaign import CampaignOptions, run_campaign
 from tlswatch.probe.inputs import TargetSpec, Task, VantageSpec, make_task
@@ -185,8 +186,11 @@ def tasks(port: int, n: int) -> Iterator[Task]:
 
 
 def probe(server: Server, n: int, concurrency: int, store_path: Path, out: Path,
-          profile: Path | None = None, groups: str | None = None) -> tuple[Run, Counter[str]]:
-    """One campaign set up as ``tlswatch probe --connect`` sets it up; timed and measured."""
+          profile: Path | None = None, groups: str | None = None, jobs: int = 1
+          ) -> tuple[Run, Counter[str]]:
+    """One campaign set up as ``tlswatch probe --connect [--jobs N]`` sets it up; timed
+    and measured (with jobs, from forking the workers to the last record; CPU of this
+    process and its workers)."""
     stores = [load_store(str(store_path))]
     registry = load_registry()
     started = datetime.now(UTC)
@@ -202,15 +206,23 @@ def probe(server: Server, n: int, concurrency: int, store_path: Path, out: Path,
         writer.write(opening)
         writer.checkpoint()
         cpu0, t0, srv0 = _cpu(resource.RUSAGE_SELF), time.perf_counter(), server.cpu()
+        kids0 = _cpu(resource.RUSAGE_CHILDREN)
         if prof:
             prof.enable()
-        summary = asyncio.run(run_campaign(tasks(server.port, n), options, writer, judge=judge,
-                                           run_id=run_id, on_error=errors.append))
+        if jobs > 1:
+            summary = run_forked(tasks(server.port, n), options, writer, jobs=jobs,
+                                 judge=judge, run_id=run_id, done=set(),
+                                 on_record=lambda rec: None, on_error=errors.append)
+        else:
+            summary = asyncio.run(run_campaign(tasks(server.port, n), options, writer,
+                                               judge=judge, run_id=run_id,
+                                               on_error=errors.append))
         writer.write(closing_run_record(opening, datetime.now(UTC)))
         writer.checkpoint()
         if prof:
             prof.disable()
         t, cpu = time.perf_counter() - t0, _cpu(resource.RUSAGE_SELF) - cpu0
+        cpu += _cpu(resource.RUSAGE_CHILDREN) - kids0  # (the --jobs workers, reaped)
         srv = server.cpu() - srv0
     if prof and profile:
         prof.dump_stats(str(profile))
@@ -253,6 +265,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, help="campaigns run (default 3; smoke 1)")
     ap.add_argument("--stime-seconds", type=int, help="s_time duration (default 5; smoke 1)")
     ap.add_argument("--profile", type=Path, help="write cProfile stats of the first campaign")
+    ap.add_argument("--jobs", type=int, default=2,
+                    help="also run as `tlswatch probe --jobs N` (forked workers; 1: skip)")
     ap.add_argument("--workers", type=int, default=2,
                     help="also run as `tlswatch probe --workers N` (a local Dask cluster; "
                          "0: skip)")
@@ -270,6 +284,7 @@ def main() -> None:
             refs = [s_time(server, secs)]
             runs: list[tuple[Run, Counter[str]]] = []
             same: list[tuple[Run, Counter[str]]] = []
+            forked: list[tuple[Run, Counter[str]]] = []
             for i in range(repeat):
                 out = tmp / f"records-{i}.jsonl"
                 runs.append(probe(server, n, args.concurrency, store_path, out,
@@ -278,6 +293,10 @@ def main() -> None:
                 same.append(probe(server, n, args.concurrency, store_path, out,
                                   groups=STIME_GROUPS))
                 out.unlink()
+                if args.jobs > 1:
+                    forked.append(probe(server, n, args.concurrency, store_path, out,
+                                        jobs=args.jobs))
+                    out.unlink()
             dask_runs: list[tuple[Run, Counter[str]]] = []
             startup = 0.0
             if args.workers:
@@ -320,6 +339,15 @@ def main() -> None:
           f"X25519MLKEM768; best of {', '.join(f'{r.rate:.0f}' for r, _ in same)} /s): "
           f"{ours_same.rate:7.0f} /s, client CPU {ours_same.cpu_ms:.3f} ms/handshake, "
           f"ratio to s_time {ours_same.rate / ref.rate:.2f}")
+    if forked:
+        f, fv = max(forked, key=lambda r: r[0].rate)
+        print(f"tlswatch probe --jobs {args.jobs} (both cores: forked workers, timed from the "
+              f"fork to the last record written; best of "
+              f"{', '.join(f'{r.rate:.0f}' for r, _ in forked)} /s): {f.handshakes} records in "
+              f"{f.seconds:.2f} s, {f.rate:7.0f} /s, client CPU {f.cpu_ms:.3f} ms/handshake "
+              f"(workers + this process), ratio to s_time {f.rate / ref.rate:.2f} (CPU "
+              f"{f.cpu_ms / ref.cpu_ms:.2f}); verdicts "
+              f"{', '.join(f'{k} {v}' for k, v in sorted(fv.items()))}")
     if dask_runs:
         d, _ = max(dask_runs, key=lambda r: r[0].rate)
         with_start = d.handshakes / (d.seconds + startup)
@@ -336,6 +364,10 @@ def main() -> None:
 
     print(f"ratio rate tlswatch / s_time: {rate_ratio:.2f}  (target >= 1.5: "
           f"{met(rate_ratio >= 1.5)}; target >= 800 /s: {met(ours.rate >= 800)})")
+    if forked:
+        jr = max(r.rate for r, _ in forked) / ref.rate
+        print(f"ratio rate tlswatch --jobs {args.jobs} / s_time: {jr:.2f}  (target >= 1.5: "
+              f"{met(jr >= 1.5)})")
     print(f"ratio client CPU tlswatch / s_time: {cpu_ratio:.2f}  (target <= 2.0: "
           f"{met(cpu_ratio <= 2.0)})")
 

@@ -26,6 +26,8 @@ def test_probe_throughput_smoke() -> None:
                        capture_output=True, text=True, timeout=180, check=True)
     assert re.search(r"s_time -new .*: [1-9]\d* handshakes", r.stdout), r.stdout
     assert re.search(r"verdicts ok 100\b", r.stdout) and "ratio rate" in r.stdout, r.stdout
+    assert re.search(r"probe --jobs 2 .*: 100 records in .* verdicts ok 100\b", r.stdout), \
+        r.stdout
     assert (BENCH / "probe_throughput.out").read_text().startswith("workload:")
 
 

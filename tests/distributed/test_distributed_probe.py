@@ -191,3 +191,67 @@ def test_keylog_is_refused_on_a_cluster(env: dict[str, Any], tmp_path: Path) -> 
     r = CliRunner().invoke(cli, ["probe", "s1.example.com", "--connect", f"{HOST}:1",
                                  "--keylog", str(tmp_path / "k"), "--workers", "1"])
     assert r.exit_code == 2 and "--keylog cannot be used" in r.stderr
+
+
+# -- --jobs: the same sharding in forked processes on this machine, no cluster --------------
+
+
+def test_jobs_give_the_records_of_one_process(env: dict[str, Any],
+                                              single: dict[str, Counter[str]],
+                                              tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import tlswatch.cli.probe_jobs as jobs
+
+    monkeypatch.setattr(jobs, "TASK_BATCH", 7)  # several hand-outs per worker
+    probe(env, tmp_path / "a.jsonl", "--jobs", "2")
+    got = records(tmp_path / "a.jsonl")
+    assert got == single["dns"] and all(n == 1 for n in got.values())
+    probe(env, tmp_path / "b.jsonl", "--jobs", "3", "--per-ip-rate", "2000", vantages=True)
+    assert records(tmp_path / "b.jsonl") == single["vantages"]
+
+
+def test_jobs_worker_that_dies_then_resume(env: dict[str, Any],
+                                          single: dict[str, Counter[str]], tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker killed mid-campaign: its unsent records are measured again on --resume,
+    nothing is written twice; the run says so and exits 1."""
+    import tlswatch.cli.probe_jobs as jobs
+
+    monkeypatch.setattr(jobs, "TASK_BATCH", 5)
+    real = jobs._PipeSink.write
+    calls = {"n": 0}
+    marker = tmp_path / "died"
+
+    def write_then_die(self: Any, record: Any) -> None:
+        real(self, record)
+        calls["n"] += 1  # (per process: each worker has its copy)
+        if calls["n"] == 3:
+            try:  # the first worker to get here dies, the other goes on
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                return
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    monkeypatch.setattr(jobs._PipeSink, "write", write_then_die)
+    out = tmp_path / "a.jsonl"
+    r = CliRunner().invoke(cli, ["probe", "-i", env["targets"], "--resolver", env["resolver"],
+                                 "--port", str(env["tls"]), "--allow-loopback-answers",
+                                 "--store", env["store"], "--timeout", "3", "--dns-timeout",
+                                 "1", "-o", str(out), "--jobs", "2"], catch_exceptions=False)
+    assert "a probe worker died" in r.stderr
+    assert r.exit_code == 1, r.stderr
+    assert 0 < sum(records(out).values()) < sum(single["dns"].values())
+    monkeypatch.setattr(jobs._PipeSink, "write", real)
+    probe(env, out, "--resume", "--jobs", "2")
+    got = records(out)
+    assert got == single["dns"] and all(n == 1 for n in got.values())
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--jobs", "2", "--workers", "2"], "--jobs is for this machine"),
+    (["--jobs", "2", "--keylog", "k.log"], "--keylog cannot be used with --jobs"),
+    (["--jobs", "nine"], "--jobs nine: a number of processes, or auto"),
+])
+def test_jobs_usage_errors(args: list[str], message: str) -> None:
+    r = CliRunner().invoke(cli, ["probe", "s1.example.com", "--connect", f"{HOST}:1", *args])
+    assert r.exit_code == 2 and message in r.stderr, r.stderr

@@ -35,6 +35,7 @@ from tlswatch.classify.capture_record import capture_record
 from tlswatch.classify.chain import ChainJudge
 from tlswatch.classify.rules import RULES_VERSION
 from tlswatch.cli.errors import InputError
+from tlswatch.cli.jobs import parse_jobs
 from tlswatch.cli.output import OUTPUT_HELP, check_output
 from tlswatch.cli.progress import Progress
 from tlswatch.failures import Verdict, outcome_class
@@ -610,7 +611,7 @@ def analyse(inputs: tuple[str, ...], stores: tuple[str, ...], registries: tuple[
 
     if workers is not None and scheduler is not None:
         raise InputError("--workers and --scheduler are mutually exclusive")
-    n_jobs = _parse_jobs(jobs)
+    n_jobs = parse_jobs(jobs)
     if n_jobs > 1 and (workers is not None or scheduler is not None):
         raise InputError("--jobs is for this machine; with --workers/--scheduler the cluster "
                          "shares the work")
@@ -843,19 +844,6 @@ def _analyse_one(path: Path, explicit: bool, *, judge: ChainJudge, writer: Sink,
     _file_done(inp, name, note, totals=totals, progress=progress)
     return 0
 
-
-def _parse_jobs(text: str) -> int:
-    if text == "auto":
-        from tlswatch.cli.analyse_jobs import default_jobs
-
-        return default_jobs()
-    try:
-        n = int(text)
-    except ValueError:
-        raise InputError(f"--jobs {text}: a number of processes, or auto") from None
-    if not 1 <= n <= 256:
-        raise InputError(f"--jobs {text}: between 1 and 256")
-    return n
 
 
 def _file_done(inp: InputRecord, name: str, note: str | None, *, totals: _Totals,

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
@@ -278,10 +277,3 @@ def _merge(path: Path, sha: str, shares: list[_ShareDone], totals: base._Totals
         warnings=(*first.reader_warnings, *key_notes))
     return inp, note
 
-
-def default_jobs() -> int:
-    """``--jobs auto``: the CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1

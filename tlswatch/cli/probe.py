@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import os
 import signal
 import sys
@@ -21,6 +22,7 @@ import click
 
 from tlswatch.classify.rules import RULES_VERSION
 from tlswatch.cli.errors import InputError
+from tlswatch.cli.jobs import parse_jobs
 from tlswatch.cli.output import OUTPUT_HELP, check_output
 from tlswatch.cli.probe_options import (
     CHECK_OPTIONS,
@@ -44,6 +46,7 @@ from tlswatch.probe.runrecord import closing_run_record, run_record
 from tlswatch.sinks.base import Sink, SinkError, is_empty_output, open_sink
 from tlswatch.sinks.jsonl import JsonlWriter
 from tlswatch.sinks.readers import output_state
+from tlswatch.textsafe import terminal_safe
 
 __all__ = ["parse_tls_versions", "probe"]
 
@@ -67,6 +70,10 @@ _DISTRIBUTED = [
                  help="Measure on an existing Dask cluster (`dask scheduler`, `dask worker`): "
                       "targets x vantages are sharded across the workers, each with its share "
                       "of --rate/--per-ip-rate/--concurrency; records are written here."),
+    click.option("--jobs", "jobs", metavar="N|auto", default="1", show_default=True,
+                 help="Measure with N processes on this machine (auto: one per CPU), each "
+                      "with 1/N of --rate/--per-ip-rate/--concurrency; records are written "
+                      "here as they come. One process is bound to one core."),
 ]
 _FORMAT = click.option(
     "--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl",
@@ -85,7 +92,8 @@ def _signals_cancel(task: asyncio.Task[Summary]) -> None:
 @apply_options(TARGET_OPTIONS, [_PCAP], RUN_OPTIONS, [_OUTPUT, _RESUME], CHECK_OPTIONS,
                [_FORMAT], _DISTRIBUTED, VERBOSE_OPTIONS)
 def probe(pcap: Path | None, output: str | None, resume: bool, fmt: str,
-          workers: int | None = None, scheduler: str | None = None, **kwargs: Any) -> None:
+          workers: int | None = None, scheduler: str | None = None, jobs: str = "1",
+          **kwargs: Any) -> None:
     """Handshake with each DOMAIN (and/or each target of -i FILE), judge the chain or the
     failure, and write one tlswatch/1 record per target × vantage (JSON Lines).
 
@@ -105,7 +113,8 @@ def probe(pcap: Path | None, output: str | None, resume: bool, fmt: str,
 
     With --workers N or --scheduler, targets x vantages are measured by Dask workers in
     shards, each with its share of the rate limits (see docs/distributed.md); the records
-    (the same set) are written here as batches finish, so --resume works the same.
+    (the same set) are written here as batches finish, so --resume works the same. --jobs N
+    does the same with N processes on this machine, without a cluster.
     """
     err = sys.stderr
     p = ProbeParams.pop_from(kwargs)
@@ -115,6 +124,16 @@ def probe(pcap: Path | None, output: str | None, resume: bool, fmt: str,
     if workers is not None and workers < 1:
         raise InputError("--workers must be at least 1")
     distributed = workers is not None or scheduler is not None
+    n_jobs = parse_jobs(jobs)
+    if n_jobs > 1 and distributed:
+        raise InputError("--jobs is for this machine; with --workers/--scheduler the cluster "
+                         "shares the work")
+    if n_jobs > 1 and p.keylog is not None:
+        raise InputError("--keylog cannot be used with --jobs (one file, several writers)")
+    if n_jobs > 1:
+        from tlswatch.cli import probe_jobs
+        if not probe_jobs.can_fork():
+            n_jobs = 1  # (no fork on this platform: one process)
     if distributed:
         if p.keylog is not None:
             raise InputError("--keylog cannot be used with --workers/--scheduler (each "
@@ -191,9 +210,9 @@ def probe(pcap: Path | None, output: str | None, resume: bool, fmt: str,
                 ports.add(control.endpoint.port)
             tcp = " or ".join(f"tcp port {p}" for p in sorted(ports))
             # Watching resets live: a reset measurement gets the RST's TTL/IP ID evidence.
-            capture = PacketCapture(pcap, f"{tcp} or udp port 53",
-                                    watch_resets=not distributed)
-            if not distributed:  # (a capture cannot travel to a Dask worker)
+            local = not distributed and n_jobs == 1
+            capture = PacketCapture(pcap, f"{tcp} or udp port 53", watch_resets=local)
+            if local:  # (a capture cannot travel to another process)
                 options = dataclasses.replace(options, resets=capture)
         except CaptureUnavailable as e:
             writer.close()
@@ -215,7 +234,13 @@ def probe(pcap: Path | None, output: str | None, resume: bool, fmt: str,
                 on_record=progress.record,
                 on_error=lambda m: progress.message(f"tlswatch: {m}"))
 
-        if distributed:
+        if n_jobs > 1:
+            summary = probe_jobs.run_forked(
+                tasks, options, writer, jobs=n_jobs, judge=judge, run_id=run_id,
+                done=set(existing.ids) if existing else set(),
+                on_record=lambda rec: _progress_record(progress, rec),
+                on_error=lambda m: progress.message(f"tlswatch: {m}"))
+        elif distributed:
             summary = _run_distributed(
                 tasks, options, writer, p=p, started=started, run_id=run_id,
                 done=set(existing.ids) if existing else set(), progress=progress,
@@ -247,6 +272,15 @@ def probe(pcap: Path | None, output: str | None, resume: bool, fmt: str,
     if status:
         sys.exit(status)
 
+
+
+def _progress_record(progress: Progress, rec: Any) -> None:
+    """A record written for another process (an EncodedRecord): count it, say it (-v)."""
+    progress.done += 1
+    progress.counts[rec.verdict] += 1
+    if progress.verbose:
+        domain = json.loads(rec.line).get("target", {}).get("domain", "")
+        progress.message(f"{rec.verdict:<12} {rec.outcome}  {terminal_safe(domain)}")
 
 
 def _run_distributed(tasks: Iterable[Task], options: CampaignOptions, writer: Sink, *,
