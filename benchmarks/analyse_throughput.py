@@ -328,10 +328,12 @@ if __name__ == "__main__":
             if isinstance(ev, Data):
                 reader.skip(ev.flow_id)
     elif len(sys.argv) > 1 and sys.argv[1] == ANALYSE_FLAG:
-        # This checkout's tlswatch, whatever copy is installed; only the analyse command.
+        # This checkout's tlswatch, whatever copy is installed, started as the `tlswatch`
+        # command starts (its entry point, fast exit included).
         sys.path.insert(0, str(ROOT))
-        from tlswatch.cli.analyse import analyse
+        from tlswatch.cli.main import main as tlswatch_main
 
-        analyse.main(args=sys.argv[2:], prog_name="tlswatch analyse")
+        sys.argv = ["tlswatch", "analyse", *sys.argv[2:]]
+        tlswatch_main()
     else:
         main()

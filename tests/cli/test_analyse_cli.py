@@ -451,3 +451,22 @@ def test_summary_counts_quic_flows() -> None:
     (rec,) = records(lines_of(out))
     assert rec["verdict"] == "intercepted" and rec["flow"]["transport"] == "udp"
     assert "in 0 TCP flows and 1 QUIC flows;" in err
+
+
+def test_the_tlswatch_command_ends_fast_with_everything_written(tmp_path: Path) -> None:
+    """`tlswatch analyse` skips the interpreter's teardown (tlswatch.cli.main.FAST_EXIT):
+    its records, input and closing run records are all in the file, stdout is flushed and
+    the exit status is kept."""
+    out = tmp_path / "out.jsonl"
+    base = [sys.executable, "-m", "tlswatch", "analyse", str(CAPTURES / "clean-tls12.pcap"),
+            "--store", STORE]
+    r = subprocess.run([*base, "-o", str(out)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = lines_of(out.read_text())
+    assert [x.get("kind") for x in lines] == ["run", None, "input", "run"]
+    assert lines[-1].get("ended")
+    r = subprocess.run(base, capture_output=True, text=True, timeout=60)  # to a pipe
+    assert r.returncode == 0 and r.stdout.count("\n") == 4 and r.stdout.endswith("}\n")
+    r = subprocess.run([*base[:4], str(tmp_path / "missing.pcap")], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "no such file" in r.stderr

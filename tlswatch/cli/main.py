@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 import click
 
@@ -52,5 +54,27 @@ def cli() -> None:
     """
 
 
+#: Commands that end without the interpreter's teardown: everything they write is closed (and
+#: fsync-ed) before they return, and freeing the judge's caches, trust stores and modules
+#: object by object costs ~0.05-0.1 s at the end of every run (mypy does the same).
+FAST_EXIT: frozenset[str] = frozenset({"analyse"})
+
+
 def main() -> None:
-    cli(prog_name="tlswatch")
+    if not (len(sys.argv) > 1 and sys.argv[1] in FAST_EXIT):
+        cli(prog_name="tlswatch")
+        return
+    try:
+        cli(prog_name="tlswatch")
+    except SystemExit as e:
+        if not (e.code is None or isinstance(e.code, int)):
+            raise
+        code = e.code or 0
+    else:  # pragma: no cover - click's standalone mode always exits
+        code = 0
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # (a reader that went away: analyse said so already)
+            code = code or 1
+    os._exit(code)
