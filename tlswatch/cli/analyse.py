@@ -463,8 +463,9 @@ _RECORD_FIELDS: Final = tuple(f.name for f in dataclasses.fields(Record))
 
 
 def _sha256_now(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    from tlswatch.cli.prehash import sha256  # (started early by tlswatch.cli.main, maybe)
+
+    return sha256(path)
 
 
 def _summary(t: _Totals, elapsed: float, top: int = 10) -> str:

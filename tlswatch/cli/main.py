@@ -64,6 +64,10 @@ def main() -> None:
     if not (len(sys.argv) > 1 and sys.argv[1] in FAST_EXIT):
         cli(prog_name="tlswatch")
         return
+    if sys.argv[1] == "analyse":
+        from tlswatch.cli import prehash
+
+        prehash.start(sys.argv[2:])  # the first capture's SHA-256, while analyse loads
     try:
         cli(prog_name="tlswatch")
     except SystemExit as e:
