@@ -56,6 +56,7 @@ from pathlib import Path
 
 from tlswatch.classify.chain import ChainJudge
 from tlswatch.classify.rules import RULES_VERSION
+from tlswatch.cli.main import tune_gc
 from tlswatch.cli.probe_jobs import run_forked
 from tlswatch.ids import new_run_id
 from tlswatch.probe.campaign import CampaignOptions, run_campaign
@@ -258,6 +259,7 @@ def probe_dask(client: object, server: Server, n: int, concurrency: int, store_p
 
 
 def main() -> None:
+    tune_gc()  # as the `tlswatch probe` command runs
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="tiny workload (CI)")
     ap.add_argument("--snis", type=int, help="targets per campaign (default 3000; smoke 100)")
