@@ -156,16 +156,32 @@ def test_bulk_flows_book_the_same(seed: int, bulkbook: Any,
             assert_same(data, monkeypatch, config=cfg, skip_after=skip_after, detect=False)
 
 
-def test_fast_path_takes_most_bulk_packets(bulkbook: Any, monkeypatch: pytest.MonkeyPatch
-                                           ) -> None:
-    """The point of it: once flows are skipped, nearly every packet is booked in C."""
-    data, _ = _bulk_capture(1, packets=5000)
-    monkeypatch.delenv("TLSWATCH_PURE_PYTHON", raising=False)
+def _records(data: bytes) -> list[tuple[int, bytes]]:
+    recs = []
+    pos = 24
+    while pos < len(data):
+        sec, usec, cap, _orig = struct.unpack_from("<IIII", data, pos)
+        recs.append((sec * 1_000_000_000 + usec * 1000, data[pos + 16: pos + 16 + cap]))
+        pos += 16 + cap
+    return recs
+
+
+def _read_skipping(data: bytes) -> Any:
+    """A reader (C path on) over ``data`` whose consumer skips each flow at its first bytes."""
     reader = read_flows(io.BytesIO(data))
     for ev in reader:
         if isinstance(ev, Data):
             reader.skip(ev.flow_id)
     assert reader.fast_path is not None
+    return reader
+
+
+def test_fast_path_takes_most_bulk_packets(bulkbook: Any, monkeypatch: pytest.MonkeyPatch
+                                           ) -> None:
+    """The point of it: once flows are skipped, nearly every packet is booked in C."""
+    data, _ = _bulk_capture(1, packets=5000)
+    monkeypatch.delenv("TLSWATCH_PURE_PYTHON", raising=False)
+    reader = _read_skipping(data)
     booked, nbytes, skipped = reader.fast_path.counters()
     assert skipped == 0
     assert booked > 0.8 * reader.packets
@@ -176,14 +192,8 @@ def test_fast_path_takes_most_bulk_packets(bulkbook: Any, monkeypatch: pytest.Mo
 def test_byte_orders_and_resolutions(order: str, ns: bool, bulkbook: Any,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     data, _ = _bulk_capture(2, packets=800)
-    # the same records in another container: rewrite the file record by record
-    recs = []
-    pos = 24
-    while pos < len(data):
-        sec, usec, cap, _orig = struct.unpack_from("<IIII", data, pos)
-        recs.append((sec * 1_000_000_000 + usec * 1000 + (7 if ns else 0),
-                     data[pos + 16: pos + 16 + cap]))
-        pos += 16 + cap
+    # the same records in another container (7 ns more: a time µs cannot say)
+    recs = [(ts + (7 if ns else 0), fr) for ts, fr in _records(data)]
     assert_same(pcap(recs, order=order, ns=ns), monkeypatch, skip_after=0)
 
 
@@ -192,12 +202,10 @@ def test_hostile_headers_fall_back_to_python(bulkbook: Any,
     """Snapped records, lying IP lengths, fragments and caplen > origlen in a bulk flow."""
     data, _ = _bulk_capture(3, flows=2, packets=600)
     recs = []
-    pos = 24
     rnd = random.Random(3)
     snap: dict[int, int] = {}
-    while pos < len(data):
-        sec, usec, cap, _orig = struct.unpack_from("<IIII", data, pos)
-        fr = bytearray(data[pos + 16: pos + 16 + cap])
+    for ts, record in _records(data):
+        fr = bytearray(record)
         i = len(recs)
         roll = rnd.random()
         if i > 10 and len(fr) >= 54:
@@ -209,8 +217,7 @@ def test_hostile_headers_fall_back_to_python(bulkbook: Any,
                 fr[20:22] = b"\x20\x00"  # a first fragment
             elif roll < 0.16:
                 fr[46] = rnd.getrandbits(8)  # data offset anything
-        recs.append((sec * 1_000_000_000 + usec * 1000, bytes(fr)))
-        pos += 16 + cap
+        recs.append((ts, bytes(fr)))
     assert_same(pcap(recs, snap=snap), monkeypatch, skip_after=0)
     assert_same(pcap(recs, snap=snap), monkeypatch, skip_after=300)
 
@@ -306,16 +313,6 @@ def test_walk_refuses_bad_arguments(bulkbook: Any) -> None:
 # -- pcapng ------------------------------------------------------------------------------------
 
 
-def _records(data: bytes) -> list[tuple[int, bytes]]:
-    recs = []
-    pos = 24
-    while pos < len(data):
-        sec, usec, cap, _orig = struct.unpack_from("<IIII", data, pos)
-        recs.append((sec * 1_000_000_000 + usec * 1000, data[pos + 16: pos + 16 + cap]))
-        pos += 16 + cap
-    return recs
-
-
 def _pcapng(recs: list[tuple[int, bytes]], order: str, seed: int) -> bytes:
     """Two sections; interfaces in µs, ns, 2^-20 s (not a whole number of ns per unit: the
     Python path's) and with an offset; a raw-IP interface; SPBs and DSBs in between."""
@@ -360,11 +357,7 @@ def test_pcapng_books_the_same(order: str, seed: int, bulkbook: Any,
     for skip_after in (0, 2000):
         assert_same(ng, monkeypatch, skip_after=skip_after)
     monkeypatch.delenv("TLSWATCH_PURE_PYTHON", raising=False)
-    reader = read_flows(io.BytesIO(ng))
-    for ev in reader:
-        if isinstance(ev, Data):
-            reader.skip(ev.flow_id)
-    assert reader.fast_path is not None
+    reader = _read_skipping(ng)
     assert reader.fast_path.counters()[0] > 0.3 * reader.packets  # it does take EPBs
 
 
