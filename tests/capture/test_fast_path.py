@@ -43,9 +43,9 @@ def frame(src: int, dst: int, sport: int, dport: int, seq: int, flags: int, payl
 
 
 def pcap(records: list[tuple[int, bytes]], *, order: str = "<", ns: bool = False,
-         snap: dict[int, int] | None = None) -> bytes:
+         snap: dict[int, int] | None = None, linktype: int = 1) -> bytes:
     magic = 0xA1B23C4D if ns else 0xA1B2C3D4
-    out = [struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, 65535, 1)]
+    out = [struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, 65535, linktype)]
     for i, (ts, fr) in enumerate(records):
         sec, frac = divmod(ts, 1_000_000_000)
         cap = len(fr) if snap is None or i not in snap else min(len(fr), snap[i])
@@ -197,12 +197,12 @@ def test_byte_orders_and_resolutions(order: str, ns: bool, bulkbook: Any,
     assert_same(pcap(recs, order=order, ns=ns), monkeypatch, skip_after=0)
 
 
-def test_hostile_headers_fall_back_to_python(bulkbook: Any,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """Snapped records, lying IP lengths, fragments and caplen > origlen in a bulk flow."""
-    data, _ = _bulk_capture(3, flows=2, packets=600)
+def hostile_capture(seed: int = 3, flows: int = 2, packets: int = 600) -> bytes:
+    """Bulk flows with snapped records, lying IP lengths, fragments, any TCP data offset and
+    UDP datagrams cut inside their header."""
+    data, _ = _bulk_capture(seed, flows=flows, packets=packets)
     recs = []
-    rnd = random.Random(3)
+    rnd = random.Random(seed)
     snap: dict[int, int] = {}
     for ts, record in _records(data):
         fr = bytearray(record)
@@ -217,9 +217,18 @@ def test_hostile_headers_fall_back_to_python(bulkbook: Any,
                 fr[20:22] = b"\x20\x00"  # a first fragment
             elif roll < 0.16:
                 fr[46] = rnd.getrandbits(8)  # data offset anything
+            elif roll < 0.18:
+                fr[23] = 17  # UDP now, its length field whatever the bytes say
         recs.append((ts, bytes(fr)))
-    assert_same(pcap(recs, snap=snap), monkeypatch, skip_after=0)
-    assert_same(pcap(recs, snap=snap), monkeypatch, skip_after=300)
+    return pcap(recs, snap=snap)
+
+
+def test_hostile_headers_fall_back_to_python(bulkbook: Any,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Snapped records, lying IP lengths, fragments and caplen > origlen in a bulk flow."""
+    data = hostile_capture()
+    assert_same(data, monkeypatch, skip_after=0)
+    assert_same(data, monkeypatch, skip_after=300)
 
 
 _step = st.tuples(st.integers(0, 3), st.booleans(), st.sampled_from([0, 1, 10, 1448]),
@@ -304,10 +313,12 @@ def test_table_is_bounded(bulkbook: Any) -> None:
 def test_walk_refuses_bad_arguments(bulkbook: Any) -> None:
     table = bulkbook.BulkTable(OrderedDict(), 4, 1)
     with pytest.raises(TypeError):
-        table.walk_pcap(bytearray(100), 0, False, 1000, 0)
+        table.walk_pcap(bytearray(100), 0, False, 1000, 0, 0)
     with pytest.raises(ValueError):
-        table.walk_pcap(b"", -1, False, 1000, 0)
-    assert table.walk_pcap(b"\x00" * 10, 0, False, 1000, 0) == 0  # nothing whole to book
+        table.walk_pcap(b"", -1, False, 1000, 0, 0)
+    assert table.walk_pcap(b"\x00" * 10, 0, False, 1000, 0, 0) == 0  # nothing whole to book
+    with pytest.raises(ValueError):
+        table.walk_pcap(b"", 0, False, 1000, 0, 9)  # no such link kind
 
 
 # -- pcapng ------------------------------------------------------------------------------------
@@ -387,3 +398,41 @@ def test_pcapng_hostile_blocks_fall_back_to_python(bulkbook: Any,
         out.append(bytes(blk))
     out.append(cb.epb(0, ts // 1000, recs[-1][1])[:-4] + b"\x00\x00\x00\x00")  # bad trailer
     assert_same(b"".join(out), monkeypatch, skip_after=0)
+
+
+
+# -- other link types ---------------------------------------------------------------------
+
+_RELINK = {
+    # name: (link type, how an Ethernet frame of the workload becomes one of it)
+    "vlan": (1, lambda fr: fr[:12] + b"\x81\x00\x00\x05" + fr[12:]),
+    "qinq": (1, lambda fr: fr[:12] + b"\x88\xa8\x00\x07\x81\x00\x00\x05" + fr[12:]),
+    "six-tags": (1, lambda fr: fr[:12] + b"\x81\x00\x00\x05" * 6 + fr[12:]),  # Python's
+    "raw": (101, lambda fr: fr[14:]),
+    "ipv4": (228, lambda fr: fr[14:]),
+    "sll": (113, lambda fr: b"\x00\x00\x00\x01\x00\x06" + fr[6:12] + b"\x00\x00" + fr[12:]),
+    "sll2": (276, lambda fr: fr[12:14] + b"\x00\x00\x00\x00\x00\x02\x00\x01\x00\x06"
+             + fr[6:12] + b"\x00\x00" + fr[14:]),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_RELINK))
+def test_other_link_types_book_the_same(kind: str, bulkbook: Any,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.capture import capbuild as cb
+
+    linktype, relink = _RELINK[kind]
+    data, _ = _bulk_capture(6, packets=1500)
+    recs = [(ts, relink(fr)) for ts, fr in _records(data)]
+    as_pcap = pcap(recs, linktype=linktype)
+    as_pcapng = cb.shb() + cb.idb(linktype) + b"".join(cb.epb(0, ts // 1000, fr)
+                                                      for ts, fr in recs)
+    for capture in (as_pcap, as_pcapng):
+        for skip_after in (0, 2000):
+            assert_same(capture, monkeypatch, skip_after=skip_after)
+        monkeypatch.delenv("TLSWATCH_PURE_PYTHON", raising=False)
+        booked = _read_skipping(capture).fast_path.counters()[0]
+        if kind == "six-tags":
+            assert booked == 0  # more VLAN tags than the C path reads: all Python's
+        else:
+            assert booked > 0.5 * len(recs)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.capture.test_fast_path import _bulk_capture, frame, pcap
+from tests.capture.test_fast_path import _bulk_capture, frame, hostile_capture, pcap
 from tlswatch.capture import Data, FlowConfig, FlowEnd, Secrets, read_flows
 from tlswatch.capture.flows import share_of
 from tlswatch.capture.layers import decode_tuple
@@ -72,6 +72,17 @@ def test_shares_add_up_on_bulk_flows(n: int, pure: bool,
     for skip in (True, False):
         _check(data, n, monkeypatch, pure=pure, skip=skip)
     _check(data, n, monkeypatch, pure=pure, skip=True, config=FlowConfig(max_bytes_per_side=300))
+
+
+@pytest.mark.parametrize("pure", [False, True])
+def test_shares_add_up_on_hostile_headers(pure: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anomalies of packets that are another share's are counted once (by share 0)."""
+    if not pure:
+        pytest.importorskip("tlswatch.capture._bulkbook")
+    for seed in (3, 4):
+        data = hostile_capture(seed, flows=8, packets=1500)
+        _check(data, 2, monkeypatch, pure=pure, skip=True)
+        _check(data, 3, monkeypatch, pure=pure, skip=False)
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in CAPTURES.glob("*.pcap*")))

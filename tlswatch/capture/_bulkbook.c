@@ -62,6 +62,7 @@ typedef struct {
     uint32_t n_ifaces;                 /* pcapng: the section's interfaces walk_pcapng takes */
     uint8_t iface_ok[MAX_IFACES];
     int64_t iface_mul[MAX_IFACES], iface_off[MAX_IFACES];
+    int iface_link[MAX_IFACES];
 } BulkTable;
 
 /* CRC-32 (IEEE, as zlib.crc32): which share of the flows a packet belongs to, computed
@@ -364,32 +365,76 @@ static inline uint32_t be32(const uint8_t *p) {
 
 static inline uint32_t be16(const uint8_t *p) { return (uint32_t)p[0] << 8 | p[1]; }
 
-/* One Ethernet frame at d (caplen bytes, time ts): 1 when booked (a registered flow) or
-   skipped (another share's), 0 when Python must read it, -1 on a Python error. */
-static int take_frame(BulkTable *t, const uint8_t *d, uint32_t caplen, int64_t ts) {
-    if (caplen < 54 || ts >= t->next_sweep)
+/* Link kinds the walkers read (tlswatch.capture.layers.FAST_PATH_LINKS maps link types). */
+enum { LINK_ETHERNET = 0, LINK_RAW = 1, LINK_SLL = 2, LINK_SLL2 = 3 };
+
+/* Offset of the IP header in a frame of this link kind whose ethertype says IPv4 (raw IP:
+   0, the version is checked later), or -1: not IPv4, cut short, or more than four VLAN
+   tags (Python reads those). */
+static int ip_offset(const uint8_t *d, uint32_t caplen, int link) {
+    uint32_t o, et;
+    switch (link) {
+    case LINK_ETHERNET:
+        if (caplen < 14)
+            return -1;
+        et = be16(d + 12);
+        o = 14;
+        while (et == 0x8100 || et == 0x88A8 || et == 0x9100 || et == 0x9200) {
+            if (caplen < o + 4 || o >= 14 + 4 * 4)
+                return -1;
+            et = be16(d + o + 2);
+            o += 4;
+        }
+        return et == 0x0800 ? (int)o : -1;
+    case LINK_RAW:
         return 0;
-    if (t->part_count > 1 && be16(d + 12) == 0x0800 && (d[14] >> 4) == 4
-        && !(be16(d + 20) & 0x3FFF) && (d[23] == 6 || d[23] == 17)) {
+    case LINK_SLL:
+        return caplen >= 16 && be16(d + 14) == 0x0800 ? 16 : -1;
+    case LINK_SLL2:
+        return caplen >= 20 && be16(d) == 0x0800 ? 20 : -1;
+    default:
+        return -1;
+    }
+}
+
+/* One frame at f (caplen bytes, time ts, link kind): 1 when booked (a registered flow) or
+   skipped (another share's), 0 when Python must read it, -1 on a Python error. */
+static int take_frame(BulkTable *t, const uint8_t *f, uint32_t caplen, int64_t ts, int link) {
+    if (ts >= t->next_sweep)
+        return 0;
+    int at = ip_offset(f, caplen, link);
+    if (at < 0 || caplen < (uint32_t)at + 20 || (f[at] >> 4) != 4)
+        return 0;
+    /* from here on, d is the IPv4 header and n what the frame holds of it and after */
+    const uint8_t *d = f + at;
+    uint32_t n = caplen - (uint32_t)at;
+    if (t->part_count > 1 && !(be16(d + 6) & 0x3FFF) && (d[9] == 6 || d[9] == 17)) {
         /* another process's flow: skipped (UDP port 53 is read by every process: the
            DNS names it gives are needed by all of them) */
-        uint32_t l4 = 14 + ((uint32_t)(d[14] & 15) << 2);
-        if ((d[14] & 15) >= 5 && l4 + 4 <= caplen
-            && !(d[23] == 17 && (be16(d + l4) == 53 || be16(d + l4 + 2) == 53))
-            && share_of(d + 26, d + 30, d + l4, d + l4 + 2, t->part_count)
+        uint32_t l4 = (uint32_t)(d[0] & 15) << 2, total = be16(d + 2);
+        /* only packets Python would decode without an anomaly (those are share 0's to
+           count): whole IP and transport headers, nothing cut by the snap length */
+        int clean = l4 >= 20 && total >= l4 && total <= n
+                    && (d[9] == 17 ? l4 + 8 <= total
+                                   : l4 + 20 <= total && (d[l4 + 12] >> 4) >= 5
+                                         && l4 + ((uint32_t)(d[l4 + 12] >> 4) << 2) <= total);
+        if (clean && !(d[9] == 17 && (be16(d + l4) == 53 || be16(d + l4 + 2) == 53))
+            && share_of(d + 12, d + 16, d + l4, d + l4 + 2, t->part_count)
                    != t->part_index) {
             t->packets++;
             t->bytes += caplen;
             t->skipped++;
-            if (d[23] == 6) {
+            if (d[9] == 6) {
                 t->clock = ts;
                 t->has_clock = 1;
             }
             return 1;
         }
     }
-    uint32_t h = hash_key(t, d + 26);
-    int64_t si = find_slot(t, d + 26, h);
+    if (n < 40)
+        return 0;
+    uint32_t h = hash_key(t, d + 12);
+    int64_t si = find_slot(t, d + 12, h);
     if (si < 0)
         return 0;
     uint32_t sv = t->slots[si] - 1;
@@ -397,10 +442,10 @@ static int take_frame(BulkTable *t, const uint8_t *d, uint32_t caplen, int64_t t
     side_t *me = &e->side[sv & 1];
     if (!me->active)
         return 0;
-    uint32_t total = be16(d + 16), frag = be16(d + 20), doff = (uint32_t)(d[46] >> 4) << 2;
-    uint32_t ip_end = total ? 14 + total : caplen;
-    if (be16(d + 12) != 0x0800 || d[14] != 0x45 || d[23] != 6 || (d[47] & 7)
-        || (frag & 0x3FFF) || doff < 20 || 34 + doff > ip_end || ip_end > caplen)
+    uint32_t total = be16(d + 2), frag = be16(d + 6), doff = (uint32_t)(d[32] >> 4) << 2;
+    uint32_t ip_end = total ? total : n;
+    if (d[0] != 0x45 || d[9] != 6 || (d[33] & 7) || (frag & 0x3FFF) || doff < 20
+        || 20 + doff > ip_end || ip_end > n)
         return 0; /* SYN/FIN/RST, a fragment, a bad or snapped header: Python's full path */
     PyObject *res = PyObject_CallOneArg(t->move_to_end, e->fid);
     if (res == NULL)
@@ -416,7 +461,7 @@ static int take_frame(BulkTable *t, const uint8_t *d, uint32_t caplen, int64_t t
     me->last_ts = ts;
     if (e->rst_seen)
         me->after_rst++;
-    uint8_t ttl = d[22];
+    uint8_t ttl = d[8];
     me->last_ttl = ttl;
     int i;
     for (i = 0; i < me->nttl; i++) {
@@ -430,15 +475,15 @@ static int take_frame(BulkTable *t, const uint8_t *d, uint32_t caplen, int64_t t
         me->ttl_cnt[me->nttl] = 1;
         me->nttl++;
     }
-    int32_t ip_id = (int32_t)be16(d + 18);
+    int32_t ip_id = (int32_t)be16(d + 4);
     me->last_ip_id = ip_id;
     if (!me->has_first_ip_id) {
         me->has_first_ip_id = 1;
         me->first_ip_id = ip_id;
     }
-    uint32_t len = ip_end - 34 - doff;
+    uint32_t len = ip_end - 20 - doff;
     if (len) {
-        uint32_t seq = be32(d + 38);
+        uint32_t seq = be32(d + 24);
         me->payload += len;
         if (!me->started) {
             me->started = 1;
@@ -458,11 +503,11 @@ static int take_frame(BulkTable *t, const uint8_t *d, uint32_t caplen, int64_t t
     return 1;
 }
 
-/* walk_pcap(buf, pos, swap, ns_per_unit, extra) -> new pos. Books consecutive Ethernet
-   records of registered flows from pos; stops before the first record it cannot book. */
+/* walk_pcap(buf, pos, swap, ns_per_unit, extra, link) -> new pos. Books consecutive records
+   of registered flows from pos; stops before the first record it cannot book. */
 static PyObject *BulkTable_walk_pcap(BulkTable *t, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 5 || !PyBytes_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "walk_pcap(buf: bytes, pos, swap, unit, extra)");
+    if (nargs != 6 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "walk_pcap(buf: bytes, pos, swap, unit, extra, link)");
         return NULL;
     }
     const uint8_t *buf = (const uint8_t *)PyBytes_AS_STRING(args[0]);
@@ -471,9 +516,10 @@ static PyObject *BulkTable_walk_pcap(BulkTable *t, PyObject *const *args, Py_ssi
     int swap = PyObject_IsTrue(args[2]);
     long unit = PyLong_AsLong(args[3]);
     long extra = PyLong_AsLong(args[4]);
+    long link = PyLong_AsLong(args[5]);
     if (PyErr_Occurred())
         return NULL;
-    if (pos < 0 || unit < 1 || unit > 1000 || extra < 0 || extra > 64) {
+    if (pos < 0 || unit < 1 || unit > 1000 || extra < 0 || extra > 64 || link < 0 || link > 3) {
         PyErr_SetString(PyExc_ValueError, "walk_pcap: bad arguments");
         return NULL;
     }
@@ -489,7 +535,7 @@ static PyObject *BulkTable_walk_pcap(BulkTable *t, PyObject *const *args, Py_ssi
         if (end > n)
             break;
         int64_t ts = (int64_t)sec * 1000000000LL + (int64_t)frac * unit;
-        int took = take_frame(t, buf + start, caplen, ts);
+        int took = take_frame(t, buf + start, caplen, ts, (int)link);
         if (took < 0)
             return NULL;
         if (!took)
@@ -499,8 +545,8 @@ static PyObject *BulkTable_walk_pcap(BulkTable *t, PyObject *const *args, Py_ssi
     return PyLong_FromSsize_t(pos);
 }
 
-/* set_interfaces([(mul, offset_ns) or None, ...]): the pcapng section's interfaces whose
-   packets walk_pcapng may take (Ethernet, ns = units * mul + offset_ns). */
+/* set_interfaces([(mul, offset_ns, link) or None, ...]): the pcapng section's interfaces
+   whose packets walk_pcapng may take (ns = units * mul + offset_ns; link as walk_pcap's). */
 static PyObject *BulkTable_set_interfaces(BulkTable *t, PyObject *arg) {
     if (!PyList_Check(arg)) {
         PyErr_SetString(PyExc_TypeError, "set_interfaces(list)");
@@ -515,14 +561,16 @@ static PyObject *BulkTable_set_interfaces(BulkTable *t, PyObject *arg) {
         if (item == Py_None)
             continue;
         long long mul, off;
-        if (!PyArg_ParseTuple(item, "LL", &mul, &off))
+        int link;
+        if (!PyArg_ParseTuple(item, "LLi", &mul, &off, &link))
             return NULL;
-        if (mul < 1) {
-            PyErr_SetString(PyExc_ValueError, "an interface's multiplier is at least 1");
+        if (mul < 1 || link < 0 || link > 3) {
+            PyErr_SetString(PyExc_ValueError, "an interface is (mul >= 1, offset, link 0..3)");
             return NULL;
         }
         t->iface_mul[i] = mul;
         t->iface_off[i] = off;
+        t->iface_link[i] = link;
         t->iface_ok[i] = 1;
     }
     t->n_ifaces = (uint32_t)k;
@@ -567,7 +615,7 @@ static PyObject *BulkTable_walk_pcapng(BulkTable *t, PyObject *const *args, Py_s
             || __builtin_mul_overflow((int64_t)units, t->iface_mul[iface], &ts)
             || __builtin_add_overflow(ts, t->iface_off[iface], &ts))
             break; /* beyond 64 bits: Python's integers take it */
-        int took = take_frame(t, b + 28, caplen, ts);
+        int took = take_frame(t, b + 28, caplen, ts, t->iface_link[iface]);
         if (took < 0)
             return NULL;
         if (!took)
@@ -717,11 +765,11 @@ static PyMethodDef BulkTable_methods[] = {
     {"pop_stale", (PyCFunction)BulkTable_pop_stale, METH_O,
      "pop_stale(deadline) -> [(client_key, (last_ts, client_delta, server_delta))]"},
     {"walk_pcap", (PyCFunction)(void (*)(void))BulkTable_walk_pcap, METH_FASTCALL,
-     "walk_pcap(buf, pos, swap, ns_per_unit, extra) -> pos"},
+     "walk_pcap(buf, pos, swap, ns_per_unit, extra, link) -> pos"},
     {"walk_pcapng", (PyCFunction)(void (*)(void))BulkTable_walk_pcapng, METH_FASTCALL,
      "walk_pcapng(buf, pos, swap) -> (pos, last ts taken or None)"},
     {"set_interfaces", (PyCFunction)BulkTable_set_interfaces, METH_O,
-     "set_interfaces([(mul, offset_ns) or None]): interfaces walk_pcapng may take"},
+     "set_interfaces([(mul, offset_ns, link) or None]): interfaces walk_pcapng may take"},
     {"set_next_sweep", (PyCFunction)BulkTable_set_next_sweep, METH_O,
      "set_next_sweep(ts): walk_pcap stops before a record at or after ts"},
     {"counters", (PyCFunction)BulkTable_counters, METH_NOARGS,

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .ipfrag import FragmentReassembler
 
 __all__ = [
+    "FAST_PATH_LINKS",
     "IPPROTO_TCP",
     "IPPROTO_UDP",
     "TCP_ACK",
@@ -99,6 +100,13 @@ _ETHERTYPE_AT: Final[dict[int, tuple[int, int]]] = {  # linktype -> (ethertype o
 }
 _RAW: Final = frozenset({LinkType.RAW, LinkType.RAW_DLT12, LinkType.RAW_DLT14, LinkType.IPV4,
                          LinkType.IPV6})
+
+#: Link types the C fast path reads (tlswatch/capture/_bulkbook.c), to its link kind:
+#: Ethernet (with up to four VLAN tags), raw IPv4, Linux SLL and SLL2.
+FAST_PATH_LINKS: Final[dict[int, int]] = {
+    LinkType.ETHERNET: 0, LinkType.RAW: 1, LinkType.RAW_DLT12: 1, LinkType.RAW_DLT14: 1,
+    LinkType.IPV4: 1, LinkType.LINUX_SLL: 2, LinkType.LINUX_SLL2: 3,
+}
 
 _IPV4: Final = struct.Struct("!2xHHHBB").unpack_from  # total len, id, frag, ttl, proto
 _IPV6: Final = struct.Struct("!4xHBB").unpack_from  # payload len, next header, hop limit

@@ -12,6 +12,7 @@ from typing import Final, NamedTuple
 from ._source import CHUNK_SIZE, MAX_PACKET_LEN, RawPacket, Source
 from .anomalies import Anomaly
 from .errors import CaptureFormatError
+from .layers import FAST_PATH_LINKS
 
 __all__ = ["PCAP_MAGICS", "PcapHeader", "iter_pcap", "parse_pcap_header"]
 
@@ -58,13 +59,14 @@ def iter_pcap(src: Source, buf: bytes) -> Iterator[RawPacket]:
     rec_len = 16 + hdr.extra
     pos, n = GLOBAL_HEADER_LEN, len(buf)
     read, extend, count = src.read, src.extend, src.count
-    # Ethernet records the flow table only books are consumed by the C fast path, if any.
-    walk = src.fast_path.walk_pcap if src.fast_path is not None and linktype == 1 else None
+    # Records the flow table only books are consumed by the C fast path, if any.
+    link = FAST_PATH_LINKS.get(linktype, -1)
+    walk = src.fast_path.walk_pcap if src.fast_path is not None and link >= 0 else None
     swap = (hdr.byte_order == "<") != (sys.byteorder == "little")
     extra = hdr.extra
     while True:
         if walk is not None:
-            pos = walk(buf, pos, swap, unit, extra)
+            pos = walk(buf, pos, swap, unit, extra, link)
         if pos + rec_len > n:
             if pos >= n:
                 buf, pos = read(CHUNK_SIZE), 0

@@ -14,6 +14,7 @@ from typing import Final, NamedTuple
 from ._source import CHUNK_SIZE, MAX_BLOCK_LEN, RawPacket, Source
 from .anomalies import Anomaly
 from .errors import CaptureFormatError
+from .layers import FAST_PATH_LINKS
 
 __all__ = [
     "BLOCK_DSB",
@@ -92,12 +93,13 @@ def _ts(iface: Interface, units: int) -> int:
     return ((units * iface.mul) >> iface.shift) // iface.div + iface.offset_ns
 
 
-def _fast_interface(iface: Interface) -> tuple[int, int] | None:
-    """What the C fast path needs of an interface it may take packets of: Ethernet, with
-    times that are ``units * mul + offset_ns`` in 64 bits."""
-    if iface.linktype != 1 or not iface.simple or not -(1 << 63) <= iface.offset_ns < 1 << 63:
+def _fast_interface(iface: Interface) -> tuple[int, int, int] | None:
+    """What the C fast path needs of an interface it may take packets of: a link type it
+    reads, times that are ``units * mul + offset_ns`` in 64 bits."""
+    link = FAST_PATH_LINKS.get(iface.linktype)
+    if link is None or not iface.simple or not -(1 << 63) <= iface.offset_ns < 1 << 63:
         return None
-    return iface.mul, iface.offset_ns
+    return iface.mul, iface.offset_ns, link
 
 
 def iter_pcapng(src: Source, buf: bytes) -> Iterator[RawPacket]:

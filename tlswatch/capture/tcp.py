@@ -303,15 +303,21 @@ class TcpReassembler:
             if 0 < d <= _MAX_SEQ_DISTANCE:
                 me.offset += d
                 me.next_seq = (seq + n) & _MASK
-        bulk = self._bulk
-        if bulk is not None and not flow.closing and _I64_MIN <= flow.last_ts <= _I64_MAX:
-            # the flow's next bulk packets: in C
-            client, server = flow.sides
-            assert client.raw is not None and server.raw is not None  # (IPv4: in self._raw)
-            flow.bulk = bulk.add(client.raw, server.raw, flow.fid, flow.last_ts,
-                                 flow.rst_seen, client.bulk_state(server),
-                                 server.bulk_state(client))
+        if self._bulk is not None:
+            self._register(flow)
         return True
+
+    def _register(self, flow: _Flow) -> None:
+        """Hand the flow's next bulk packets to the C fast path (IPv4 flows that are not
+        closing, at times that fit 64 bits)."""
+        client, server = flow.sides
+        if flow.closing or client.raw is None or server.raw is None \
+                or not _I64_MIN <= flow.last_ts <= _I64_MAX:
+            return
+        assert self._bulk is not None
+        flow.bulk = self._bulk.add(client.raw, server.raw, flow.fid, flow.last_ts,
+                                   flow.rst_seen, client.bulk_state(server),
+                                   server.bulk_state(client))
 
     def _unbulk(self, flow: _Flow) -> None:
         """Take a flow back from the C fast path with what it booked."""
@@ -395,6 +401,8 @@ class TcpReassembler:
                 if 0 < d <= _MAX_SEQ_DISTANCE:
                     me.offset += d
                     me.next_seq = (seq + n) & _MASK
+            if self._bulk is not None:
+                self._register(flow)  # (frames feed_bulk_frame does not read: VLAN, SLL...)
             return
         if payload:
             n = len(payload)
