@@ -89,16 +89,18 @@ def _network_allowance(request: pytest.FixtureRequest) -> Iterator[None]:
             _allowed.remove(net)
 
 
-def require_module(name: str) -> Any:
-    """Import an optional module; skips locally when missing, fails in CI (CI installs it)."""
+def require_module(name: str, *, module_level: bool = False) -> Any:
+    """Import an optional module; skips locally when missing, fails in CI (CI installs it).
+    ``module_level``: called at a test module's top (skips the whole module)."""
     import importlib
 
     try:
         return importlib.import_module(name)
     except ImportError:
         if os.environ.get("CI") == "true":
-            pytest.fail(f"Python module {name} is required in CI (.ci/run installs the extras)")
-        pytest.skip(f"{name} not installed")
+            pytest.fail(f"Python module {name} is required in CI (.ci/run installs the extras)",
+                        pytrace=False)
+        pytest.skip(f"{name} not installed", allow_module_level=module_level)
 
 
 def require_tool(name: str) -> str:

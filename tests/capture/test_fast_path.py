@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import require_module
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import require_module
 from tlswatch.capture import Data, FlowConfig, read_flows
 
 CAPTURES = Path(__file__).resolve().parents[2] / "captures"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import require_module
 
 from tests.capture.test_fast_path import _bulk_capture, frame, hostile_capture, pcap
 from tlswatch.capture import Data, FlowConfig, FlowEnd, Secrets, read_flows
@@ -67,7 +68,7 @@ def _check(data: bytes | Path, n: int, monkeypatch: pytest.MonkeyPatch, *, pure:
 def test_shares_add_up_on_bulk_flows(n: int, pure: bool,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     if not pure:
-        pytest.importorskip("tlswatch.capture._bulkbook")
+        require_module("tlswatch.capture._bulkbook")
     data, _ = _bulk_capture(4, flows=12, packets=3000)
     for skip in (True, False):
         _check(data, n, monkeypatch, pure=pure, skip=skip)
@@ -78,7 +79,7 @@ def test_shares_add_up_on_bulk_flows(n: int, pure: bool,
 def test_shares_add_up_on_hostile_headers(pure: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """Anomalies of packets that are another share's are counted once (by share 0)."""
     if not pure:
-        pytest.importorskip("tlswatch.capture._bulkbook")
+        require_module("tlswatch.capture._bulkbook")
     for seed in (3, 4):
         data = hostile_capture(seed, flows=8, packets=1500)
         _check(data, 2, monkeypatch, pure=pure, skip=True)
@@ -120,7 +121,7 @@ def test_dns_datagrams_reach_every_share(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_share_function_matches_the_c_one() -> None:
-    bulkbook = pytest.importorskip("tlswatch.capture._bulkbook")
+    bulkbook = require_module("tlswatch.capture._bulkbook")
     import random
 
     rnd = random.Random(5)

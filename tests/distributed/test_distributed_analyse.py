@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from conftest import require_module
 
 from tlswatch.cli.analyse import AnalyseOptions, analyse, analyse_file
 
-distributed = pytest.importorskip("distributed")
+distributed = require_module("distributed", module_level=True)
 
 ROOT = Path(__file__).resolve().parents[2]
 CAPTURES = ROOT / "captures"

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from conftest import require_module
 from probe.servers import (
     HOST,
     background_loop,
@@ -30,7 +31,7 @@ from tlswatch.cli.main import cli
 from tlswatch.probe.campaign import CampaignOptions
 from tlswatch.testing import CertFactory, write_store_pem
 
-distributed = pytest.importorskip("distributed")
+distributed = require_module("distributed", module_level=True)
 
 NAMES = 40  # several batches of BATCH_SIZE per shard
 BATCH_SIZE = 20

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from conftest import require_module
 
 from tlswatch.capture import open_capture
 from tlswatch.capture.chunk import LOOKBACK_NS
@@ -176,7 +177,7 @@ def test_parse_size() -> None:
 
 # -- through the CLI, on a cluster ---------------------------------------------------------
 
-distributed = pytest.importorskip("distributed")
+distributed = require_module("distributed", module_level=True)
 
 
 def invoke(*args: str) -> tuple[int, str]:
