@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
@@ -27,6 +28,7 @@ from typing import Any, Final
 from tlswatch.capture import open_capture
 from tlswatch.capture.observe import ObserveStats
 from tlswatch.cli import analyse as base
+from tlswatch.cli.jobs import die_with_parent
 from tlswatch.failures import outcome_class
 from tlswatch.model import InputRecord
 from tlswatch.sinks.base import EncodedRecord
@@ -93,8 +95,9 @@ class _ShareRun(base._FileRun):
 
 
 def _worker(index: int, count: int, path: Path, make_run: Callable[..., base._FileRun],
-            sha_conn: Connection, out: Connection, verbose: bool) -> None:
+            sha_conn: Connection, out: Connection, verbose: bool, parent: int) -> None:
     """In the forked child: observe, judge and send one share of ``path``."""
+    die_with_parent(parent)
     progress = base._CollectProgress(verbose=verbose)
     writer = _PipeWriter(out, progress)
     try:
@@ -140,7 +143,8 @@ def run_shared(path: Path, jobs: int, *, writer: base._Writer, existing: base._E
             sha_r, sha_w = ctx.Pipe(duplex=False)
             rec_r, rec_w = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=_worker, name=f"tlswatch-share-{i}",
-                               args=(i, jobs, path, make_run, sha_r, rec_w, verbose),
+                               args=(i, jobs, path, make_run, sha_r, rec_w, verbose,
+                                     os.getpid()),
                                daemon=True)
             proc.start()
             sha_r.close()

@@ -6,7 +6,7 @@ import os
 
 from tlswatch.cli.errors import InputError
 
-__all__ = ["default_jobs", "parse_jobs"]
+__all__ = ["default_jobs", "die_with_parent", "parse_jobs"]
 
 
 def default_jobs() -> int:
@@ -28,3 +28,23 @@ def parse_jobs(text: str) -> int:
     if not 1 <= n <= 256:
         raise InputError(f"--jobs {text}: between 1 and 256")
     return n
+
+
+def die_with_parent(parent: int) -> None:
+    """In a forked worker: be killed when the tlswatch process that forked it dies, even by
+    SIGKILL (Linux's PR_SET_PDEATHSIG; elsewhere the worker stops at its next message to
+    the closed pipe)."""
+    import ctypes
+    import ctypes.util
+    import signal
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    try:
+        libc = ctypes.CDLL(name, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)

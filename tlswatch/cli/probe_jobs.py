@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -28,6 +29,7 @@ from types import FrameType
 from typing import Any, Final
 
 from tlswatch.classify.chain import ChainJudge
+from tlswatch.cli.jobs import die_with_parent
 from tlswatch.distributed.probe import shard_options
 from tlswatch.failures import outcome_class
 from tlswatch.probe.campaign import CampaignOptions, Summary, run_campaign
@@ -81,8 +83,9 @@ def _asked_tasks(conn: Connection, sink: _PipeSink) -> Iterator[Task]:
 
 
 def _worker(conn: Connection, options: CampaignOptions, judge: ChainJudge,
-            run_id: str) -> None:
+            run_id: str, parent: int) -> None:
     """In the forked child: one campaign over the tasks the parent hands out."""
+    die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # the parent decides what an interrupt does
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     sink = _PipeSink(conn)
@@ -119,7 +122,7 @@ def run_forked(tasks: Iterable[Task], options: CampaignOptions, writer: Any, *, 
     try:
         for _ in range(jobs):
             mine, theirs = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(theirs, opts, judge, run_id),
+            proc = ctx.Process(target=_worker, args=(theirs, opts, judge, run_id, os.getpid()),
                                name="tlswatch-probe-job", daemon=True)
             proc.start()
             theirs.close()
