@@ -266,6 +266,13 @@ def test_random_packet_sequences_book_the_same(steps: list[tuple[int, bool, int,
 # -- the table itself ------------------------------------------------------------------------
 
 
+def _reverse(key: bytes) -> bytes:
+    """The other direction's flow key (version, src, dst, sport, dport; IPv4 padded)."""
+    n = 16 if key[0] == 6 else 4
+    src, dst, ports = key[1:1 + n], key[1 + n:1 + 2 * n], key[1 + 2 * n:5 + 2 * n]
+    return key[:1] + dst + src + ports[2:] + ports[:2] + key[5 + 2 * n:]
+
+
 def test_table_add_pop_against_a_model(bulkbook: Any) -> None:
     """Insertions and deletions in random order (linear probing with backward-shift
     deletion) keep every remaining key findable."""
@@ -277,13 +284,15 @@ def test_table_add_pop_against_a_model(bulkbook: Any) -> None:
         if model and (rnd.random() < 0.45 or len(model) >= 300):
             key = rnd.choice(list(model))
             fid = model.pop(key)
-            other = key[4:8] + key[:4] + key[10:12] + key[8:10]
+            other = _reverse(key)
             got = table.pop(key if rnd.random() < 0.5 else other)
             assert got == (None, None, None), (step, fid)
             assert table.pop(key) is None
         else:
-            key = rnd.getrandbits(96).to_bytes(12, "big")
-            other = key[4:8] + key[:4] + key[10:12] + key[8:10]
+            v6 = rnd.random() < 0.5
+            key = (b"\x06" + rnd.getrandbits(288).to_bytes(36, "big") if v6 else
+                   b"\x04" + rnd.getrandbits(96).to_bytes(12, "big") + bytes(24))
+            other = _reverse(key)
             if key in model or other in model or key == other:
                 continue
             assert table.add(key, other, step, 0, False, None, None)
@@ -296,14 +305,14 @@ def test_table_add_pop_against_a_model(bulkbook: Any) -> None:
 
 def test_table_is_bounded(bulkbook: Any) -> None:
     table = bulkbook.BulkTable(OrderedDict(), 2, 1)
-    keys = [bytes([i]) * 12 for i in range(6)]
+    keys = [bytes([i]) * 37 for i in range(6)]
     assert table.add(keys[0], keys[1], 0, 0, False, None, None)
     assert table.add(keys[2], keys[3], 1, 0, False, None, None)
     assert not table.add(keys[4], keys[5], 2, 0, False, None, None)  # full: Python books it
     with pytest.raises(ValueError, match="already registered"):
         table.pop(keys[0])
         table.add(keys[2], keys[0], 3, 0, False, None, None)
-    with pytest.raises(ValueError, match="12 bytes"):
+    with pytest.raises(ValueError, match="37 bytes"):
         table.pop(b"short")
     with pytest.raises(ValueError, match="TTL"):
         table.add(keys[4], keys[5], 4, 0, False, (True, 1, True, True, {300: 1}), None)
@@ -436,3 +445,72 @@ def test_other_link_types_book_the_same(kind: str, bulkbook: Any,
             assert booked == 0  # more VLAN tags than the C path reads: all Python's
         else:
             assert booked > 0.5 * len(recs)
+
+
+# -- IPv6 -------------------------------------------------------------------------------------
+
+
+def to_v6(fr: bytes) -> bytes:
+    """An Ethernet/IPv4 frame of the workload as IPv6 (addresses in 2001:db8::/96 around the
+    IPv4 ones); IPv4 options become a hop-by-hop header (IPv6 packets with extension headers
+    take the Python path)."""
+    ip = fr[14:]
+    ihl = (ip[0] & 15) * 4
+    total = int.from_bytes(ip[2:4], "big")
+    ext, nh = b"", ip[9]
+    if ihl > 20:
+        ext, nh = bytes([ip[9], 0]) + bytes(6), 0
+    plen = len(ext) + (total - ihl if total >= ihl else len(ip) - ihl)
+    prefix = b"\x20\x01\x0d\xb8" + bytes(8)
+    hdr = struct.pack("!IHBB", 0x60000000, plen & 0xFFFF, nh, ip[8]) + prefix + ip[12:16] \
+        + prefix + ip[16:20]
+    return fr[:12] + b"\x86\xdd" + hdr + ext + ip[ihl:]
+
+
+@pytest.mark.parametrize("kind", ["eth", "raw", "sll2", "mixed"])
+def test_ipv6_books_the_same(kind: str, bulkbook: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.capture import capbuild as cb
+
+    data, _ = _bulk_capture(7, flows=8, packets=2500)
+    recs = _records(data)
+    if kind == "mixed":  # even client addresses IPv6, odd ones IPv4
+        recs = [(ts, to_v6(fr) if (fr[29] if fr[26] == 10 else fr[33]) % 2 == 0 else fr)
+                for ts, fr in recs]
+    else:
+        recs = [(ts, to_v6(fr)) for ts, fr in recs]
+    linktype = {"eth": 1, "mixed": 1, "raw": 229, "sll2": 276}[kind]
+    if kind == "raw":
+        recs = [(ts, fr[14:]) for ts, fr in recs]
+    elif kind == "sll2":
+        recs = [(ts, _RELINK["sll2"][1](fr)) for ts, fr in recs]
+    as_pcap = pcap(recs, linktype=linktype)
+    as_pcapng = cb.shb() + cb.idb(linktype) + b"".join(cb.epb(0, ts // 1000, fr)
+                                                      for ts, fr in recs)
+    for capture in (as_pcap, as_pcapng):
+        for skip_after in (0, 2000):
+            assert_same(capture, monkeypatch, skip_after=skip_after)
+        monkeypatch.delenv("TLSWATCH_PURE_PYTHON", raising=False)
+        assert _read_skipping(capture).fast_path.counters()[0] > 0.5 * len(recs)
+
+
+def test_ipv6_hostile_headers_fall_back_to_python(bulkbook: Any,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lying payload lengths, snapped records, extension headers, any data offset."""
+    data, _ = _bulk_capture(8, flows=3, packets=900)
+    rnd = random.Random(8)
+    recs, snap = [], {}
+    for i, (ts, fr4) in enumerate(_records(data)):
+        fr = bytearray(to_v6(fr4))
+        roll = rnd.random()
+        if i > 10:
+            if roll < 0.05:
+                snap[i] = rnd.randrange(0, 80)
+            elif roll < 0.10:
+                fr[18:20] = rnd.getrandbits(16).to_bytes(2, "big")  # payload length lies
+            elif roll < 0.13:
+                fr[20] = 60  # a destination-options header that is not there
+            elif roll < 0.16 and len(fr) > 67:
+                fr[66] = rnd.getrandbits(8)  # TCP data offset anything
+        recs.append((ts, bytes(fr)))
+    assert_same(pcap(recs, snap=snap), monkeypatch, skip_after=0)
+    assert_same(pcap(recs, snap=snap), monkeypatch, skip_after=300)

@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 from conftest import require_module
 
-from tests.capture.test_fast_path import _bulk_capture, frame, hostile_capture, pcap
+from tests.capture.test_fast_path import (
+    _bulk_capture,
+    _records,
+    frame,
+    hostile_capture,
+    pcap,
+    to_v6,
+)
 from tlswatch.capture import Data, FlowConfig, FlowEnd, Secrets, read_flows
 from tlswatch.capture.flows import share_of
 from tlswatch.capture.layers import decode_tuple
@@ -86,6 +93,17 @@ def test_shares_add_up_on_hostile_headers(pure: bool, monkeypatch: pytest.Monkey
         _check(data, 3, monkeypatch, pure=pure, skip=False)
 
 
+@pytest.mark.parametrize("pure", [False, True])
+def test_shares_add_up_on_ipv6(pure: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not pure:
+        require_module("tlswatch.capture._bulkbook")
+    data, _ = _bulk_capture(9, flows=10, packets=2000)
+    recs = _records(data)
+    mixed = pcap([(ts, to_v6(fr) if i % 3 else fr) for i, (ts, fr) in enumerate(recs)])
+    _check(pcap([(ts, to_v6(fr)) for ts, fr in recs]), 2, monkeypatch, pure=pure, skip=True)
+    _check(mixed, 3, monkeypatch, pure=pure, skip=True)
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in CAPTURES.glob("*.pcap*")))
 def test_shares_add_up_on_sample_captures(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     for pure in (False, True):
@@ -135,6 +153,10 @@ def test_share_function_matches_the_c_one() -> None:
         assert got == share_of(back, n)  # type: ignore[arg-type]
         key = src + dst + sp.to_bytes(2, "big") + dp.to_bytes(2, "big")
         assert bulkbook.share_of(key, n) == got
+        src6, dst6 = b"\x20\x01" + src * 3 + b"\0\0", b"\x20\x01" + dst * 3 + b"\0\0"
+        p6 = (src6, dst6, 6, 64, None, sp, dp, 0, 0, 0, 0, b"")
+        key6 = src6 + dst6 + sp.to_bytes(2, "big") + dp.to_bytes(2, "big")
+        assert bulkbook.share_of(key6, n) == share_of(p6, n)  # type: ignore[arg-type]
 
 
 def test_bad_share_is_refused() -> None:

@@ -16,7 +16,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#define KEY_LEN 12
+/* A flow key: IP version (4 or 6), source and destination addresses, ports; an IPv4 key is
+   4 + 4 + 2 + 2 bytes after the version, zero-padded (tlswatch.capture.tcp builds the same). */
+#define KEY_LEN 37
 #define MAX_TTLS 8
 #define MAX_PACKET_LEN (16u << 20)
 #define MAX_SEQ_DISTANCE (64 << 20)
@@ -85,36 +87,42 @@ static uint32_t crc32_of(const uint8_t *p, size_t n) {
     return c ^ 0xFFFFFFFFu;
 }
 
-/* The share of an IPv4 TCP/UDP packet: both directions of a flow give the same one
-   (the lower address+port first). */
+/* The share of a TCP/UDP packet (addresses of alen bytes): both directions of a flow give
+   the same one (the lower address+port first). */
 static uint32_t share_of(const uint8_t *src, const uint8_t *dst, const uint8_t *sport,
-                         const uint8_t *dport, uint32_t count) {
-    uint8_t a[6], b[6], canon[12];
-    memcpy(a, src, 4);
-    memcpy(a + 4, sport, 2);
-    memcpy(b, dst, 4);
-    memcpy(b + 4, dport, 2);
-    int lo = memcmp(a, b, 6) <= 0;
-    memcpy(canon, lo ? a : b, 6);
-    memcpy(canon + 6, lo ? b : a, 6);
-    return crc32_of(canon, 12) % count;
+                         const uint8_t *dport, size_t alen, uint32_t count) {
+    uint8_t a[18], b[18], canon[36];
+    memcpy(a, src, alen);
+    memcpy(a + alen, sport, 2);
+    memcpy(b, dst, alen);
+    memcpy(b + alen, dport, 2);
+    int lo = memcmp(a, b, alen + 2) <= 0;
+    memcpy(canon, lo ? a : b, alen + 2);
+    memcpy(canon + alen + 2, lo ? b : a, alen + 2);
+    return crc32_of(canon, 2 * (alen + 2)) % count;
 }
 
+static inline uint64_t fmix64(uint64_t h) { /* murmur3's finaliser */
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+/* Keyed by a random seed: addresses and ports come from the capture and may be chosen to
+   collide. */
 static uint32_t hash_key(const BulkTable *t, const uint8_t *k) {
-    uint64_t a, b;
-    uint32_t c;
-    memcpy(&a, k, 8);
-    memcpy(&c, k + 8, 4);
-    b = ((uint64_t)c << 32) ^ t->seed;
-    /* two rounds of a 64-bit finaliser (murmur3's fmix64) over both words, keyed by a
-       random seed: addresses and ports come from the capture and may be chosen to collide */
-    uint64_t h = a ^ (b * 0x9E3779B97F4A7C15ULL) ^ t->seed;
-    h ^= h >> 33; h *= 0xff51afd7ed558ccdULL; h ^= h >> 33; h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    h ^= b;
-    h ^= h >> 33; h *= 0xff51afd7ed558ccdULL; h ^= h >> 33; h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return (uint32_t)h;
+    uint64_t h = t->seed ^ 0x9E3779B97F4A7C15ULL, w;
+    for (int i = 0; i + 8 <= KEY_LEN; i += 8) {
+        memcpy(&w, k + i, 8);
+        h = fmix64(h ^ w);
+    }
+    w = 0;
+    memcpy(&w, k + (KEY_LEN & ~7), KEY_LEN & 7);
+    h = fmix64(h ^ w ^ ((uint64_t)KEY_LEN << 56));
+    return (uint32_t)(h ^ (h >> 32));
 }
 
 /* Slot index holding key k, or -1. */
@@ -162,7 +170,7 @@ static void delete_slot(BulkTable *t, uint32_t i) {
 
 static int get_key(PyObject *o, const uint8_t **out) {
     if (!PyBytes_Check(o) || PyBytes_GET_SIZE(o) != KEY_LEN) {
-        PyErr_SetString(PyExc_ValueError, "a flow key is 12 bytes");
+        PyErr_SetString(PyExc_ValueError, "a flow key is 37 bytes");
         return -1;
     }
     *out = (const uint8_t *)PyBytes_AS_STRING(o);
@@ -318,8 +326,8 @@ static PyObject *BulkTable_pop(BulkTable *t, PyObject *key) {
     return take_entry(t, (t->slots[i] - 1) >> 1);
 }
 
-/* pop_stale(deadline) -> [(client_key, popped)] for entries registered when the flow's
-   last packet was at or before deadline: the idle sweep must see their true time. */
+/* pop_stale(deadline) -> [(fid, popped)] for entries registered when the flow's last
+   packet was at or before deadline: the idle sweep must see their true time. */
 static PyObject *BulkTable_pop_stale(BulkTable *t, PyObject *arg) {
     int64_t deadline = PyLong_AsLongLong(arg);
     if (deadline == -1 && PyErr_Occurred())
@@ -331,11 +339,7 @@ static PyObject *BulkTable_pop_stale(BulkTable *t, PyObject *arg) {
         entry_t *e = &t->entries[idx];
         if (e->fid == NULL || e->reg_last_ts > deadline)
             continue;
-        PyObject *key = PyBytes_FromStringAndSize((const char *)e->key[0], KEY_LEN);
-        if (key == NULL) {
-            Py_DECREF(out);
-            return NULL;
-        }
+        PyObject *key = Py_NewRef(e->fid);
         PyObject *got = take_entry(t, idx);
         if (got == NULL) {
             Py_DECREF(key);
@@ -368,9 +372,9 @@ static inline uint32_t be16(const uint8_t *p) { return (uint32_t)p[0] << 8 | p[1
 /* Link kinds the walkers read (tlswatch.capture.layers.FAST_PATH_LINKS maps link types). */
 enum { LINK_ETHERNET = 0, LINK_RAW = 1, LINK_SLL = 2, LINK_SLL2 = 3 };
 
-/* Offset of the IP header in a frame of this link kind whose ethertype says IPv4 (raw IP:
-   0, the version is checked later), or -1: not IPv4, cut short, or more than four VLAN
-   tags (Python reads those). */
+/* Offset of the IP header in a frame of this link kind whose ethertype says IPv4 or IPv6
+   (raw IP: 0; the version is checked later), or -1: not IP, cut short, or more than four
+   VLAN tags (Python reads those). */
 static int ip_offset(const uint8_t *d, uint32_t caplen, int link) {
     uint32_t o, et;
     switch (link) {
@@ -385,13 +389,13 @@ static int ip_offset(const uint8_t *d, uint32_t caplen, int link) {
             et = be16(d + o + 2);
             o += 4;
         }
-        return et == 0x0800 ? (int)o : -1;
+        return et == 0x0800 || et == 0x86DD ? (int)o : -1;
     case LINK_RAW:
         return 0;
     case LINK_SLL:
-        return caplen >= 16 && be16(d + 14) == 0x0800 ? 16 : -1;
+        return caplen >= 16 && (be16(d + 14) == 0x0800 || be16(d + 14) == 0x86DD) ? 16 : -1;
     case LINK_SLL2:
-        return caplen >= 20 && be16(d) == 0x0800 ? 20 : -1;
+        return caplen >= 20 && (be16(d) == 0x0800 || be16(d) == 0x86DD) ? 20 : -1;
     default:
         return -1;
     }
@@ -403,38 +407,63 @@ static int take_frame(BulkTable *t, const uint8_t *f, uint32_t caplen, int64_t t
     if (ts >= t->next_sweep)
         return 0;
     int at = ip_offset(f, caplen, link);
-    if (at < 0 || caplen < (uint32_t)at + 20 || (f[at] >> 4) != 4)
+    if (at < 0 || caplen < (uint32_t)at + 20)
         return 0;
-    /* from here on, d is the IPv4 header and n what the frame holds of it and after */
+    /* from here on, d is the IP header and n what the frame holds of it and after */
     const uint8_t *d = f + at;
     uint32_t n = caplen - (uint32_t)at;
-    if (t->part_count > 1 && !(be16(d + 6) & 0x3FFF) && (d[9] == 6 || d[9] == 17)) {
+    int v6 = (d[0] >> 4) == 6;
+    if (!v6 && (d[0] >> 4) != 4)
+        return 0;
+    if (v6 && n < 40)
+        return 0;
+    /* l4: the transport header; ip_end: the end of the IP packet; whole: a packet Python
+       decodes without an anomaly (not a fragment, nothing cut by the snap length). An
+       IPv6 packet with extension headers is not taken here (its next header is not 6/17) */
+    uint32_t l4, proto, ip_end;
+    int whole;
+    if (v6) {
+        l4 = 40;
+        proto = d[6];
+        ip_end = 40 + be16(d + 4);
+        whole = ip_end > 40 && ip_end <= n;
+    } else {
+        l4 = (uint32_t)(d[0] & 15) << 2;
+        proto = d[9];
+        ip_end = be16(d + 2);
+        whole = l4 >= 20 && ip_end >= l4 && ip_end <= n && !(be16(d + 6) & 0x3FFF);
+    }
+    size_t alen = v6 ? 16 : 4;
+    const uint8_t *src = d + (v6 ? 8 : 12), *dst = src + alen;
+    if (t->part_count > 1 && whole && (proto == 6 || proto == 17)) {
         /* another process's flow: skipped (UDP port 53 is read by every process: the
            DNS names it gives are needed by all of them) */
-        uint32_t l4 = (uint32_t)(d[0] & 15) << 2, total = be16(d + 2);
-        /* only packets Python would decode without an anomaly (those are share 0's to
-           count): whole IP and transport headers, nothing cut by the snap length */
-        int clean = l4 >= 20 && total >= l4 && total <= n
-                    && (d[9] == 17 ? l4 + 8 <= total
-                                   : l4 + 20 <= total && (d[l4 + 12] >> 4) >= 5
-                                         && l4 + ((uint32_t)(d[l4 + 12] >> 4) << 2) <= total);
-        if (clean && !(d[9] == 17 && (be16(d + l4) == 53 || be16(d + l4 + 2) == 53))
-            && share_of(d + 12, d + 16, d + l4, d + l4 + 2, t->part_count)
+        int clean = proto == 17 ? l4 + 8 <= ip_end
+                                : l4 + 20 <= ip_end && (d[l4 + 12] >> 4) >= 5
+                                      && l4 + ((uint32_t)(d[l4 + 12] >> 4) << 2) <= ip_end;
+        if (clean && !(proto == 17 && (be16(d + l4) == 53 || be16(d + l4 + 2) == 53))
+            && share_of(src, dst, d + l4, d + l4 + 2, alen, t->part_count)
                    != t->part_index) {
             t->packets++;
             t->bytes += caplen;
             t->skipped++;
-            if (d[9] == 6) {
+            if (proto == 6) {
                 t->clock = ts;
                 t->has_clock = 1;
             }
             return 1;
         }
     }
-    if (n < 40)
+    /* a TCP segment of a registered flow: IPv4 without options, whole headers */
+    if (!whole || proto != 6 || l4 + 20 > ip_end || (!v6 && d[0] != 0x45))
         return 0;
-    uint32_t h = hash_key(t, d + 12);
-    int64_t si = find_slot(t, d + 12, h);
+    uint8_t key[KEY_LEN];
+    memset(key, 0, KEY_LEN);
+    key[0] = v6 ? 6 : 4;
+    memcpy(key + 1, src, 2 * alen);
+    memcpy(key + 1 + 2 * alen, d + l4, 4);
+    uint32_t h = hash_key(t, key);
+    int64_t si = find_slot(t, key, h);
     if (si < 0)
         return 0;
     uint32_t sv = t->slots[si] - 1;
@@ -442,11 +471,10 @@ static int take_frame(BulkTable *t, const uint8_t *f, uint32_t caplen, int64_t t
     side_t *me = &e->side[sv & 1];
     if (!me->active)
         return 0;
-    uint32_t total = be16(d + 2), frag = be16(d + 6), doff = (uint32_t)(d[32] >> 4) << 2;
-    uint32_t ip_end = total ? total : n;
-    if (d[0] != 0x45 || d[9] != 6 || (d[33] & 7) || (frag & 0x3FFF) || doff < 20
-        || 20 + doff > ip_end || ip_end > n)
-        return 0; /* SYN/FIN/RST, a fragment, a bad or snapped header: Python's full path */
+    const uint8_t *tcp = d + l4;
+    uint32_t doff = (uint32_t)(tcp[12] >> 4) << 2;
+    if ((tcp[13] & 7) || doff < 20 || l4 + doff > ip_end)
+        return 0; /* SYN/FIN/RST, a bad TCP header: Python's full path */
     PyObject *res = PyObject_CallOneArg(t->move_to_end, e->fid);
     if (res == NULL)
         return -1;
@@ -461,7 +489,7 @@ static int take_frame(BulkTable *t, const uint8_t *f, uint32_t caplen, int64_t t
     me->last_ts = ts;
     if (e->rst_seen)
         me->after_rst++;
-    uint8_t ttl = d[8];
+    uint8_t ttl = v6 ? d[7] : d[8];
     me->last_ttl = ttl;
     int i;
     for (i = 0; i < me->nttl; i++) {
@@ -475,15 +503,17 @@ static int take_frame(BulkTable *t, const uint8_t *f, uint32_t caplen, int64_t t
         me->ttl_cnt[me->nttl] = 1;
         me->nttl++;
     }
-    int32_t ip_id = (int32_t)be16(d + 4);
-    me->last_ip_id = ip_id;
-    if (!me->has_first_ip_id) {
-        me->has_first_ip_id = 1;
-        me->first_ip_id = ip_id;
+    if (!v6) { /* (IPv6 has no IP ID) */
+        int32_t ip_id = (int32_t)be16(d + 4);
+        me->last_ip_id = ip_id;
+        if (!me->has_first_ip_id) {
+            me->has_first_ip_id = 1;
+            me->first_ip_id = ip_id;
+        }
     }
-    uint32_t len = ip_end - 20 - doff;
+    uint32_t len = ip_end - l4 - doff;
     if (len) {
-        uint32_t seq = be32(d + 24);
+        uint32_t seq = be32(tcp + 4);
         me->payload += len;
         if (!me->started) {
             me->started = 1;
@@ -656,8 +686,9 @@ static PyObject *BulkTable_set_share(BulkTable *t, PyObject *const *args, Py_ssi
 
 static PyObject *bulkbook_share_of(PyObject *Py_UNUSED(m), PyObject *const *args,
                                    Py_ssize_t nargs) {
-    if (nargs != 2 || !PyBytes_Check(args[0]) || PyBytes_GET_SIZE(args[0]) != 12) {
-        PyErr_SetString(PyExc_TypeError, "share_of(src+dst+sport+dport: 12 bytes, count)");
+    if (nargs != 2 || !PyBytes_Check(args[0])
+        || (PyBytes_GET_SIZE(args[0]) != 12 && PyBytes_GET_SIZE(args[0]) != 36)) {
+        PyErr_SetString(PyExc_TypeError, "share_of(src+dst+sport+dport: 12 or 36 bytes, count)");
         return NULL;
     }
     long count = PyLong_AsLong(args[1]);
@@ -668,7 +699,9 @@ static PyObject *bulkbook_share_of(PyObject *Py_UNUSED(m), PyObject *const *args
         return NULL;
     }
     const uint8_t *k = (const uint8_t *)PyBytes_AS_STRING(args[0]);
-    return PyLong_FromUnsignedLong(share_of(k, k + 4, k + 8, k + 10, (uint32_t)count));
+    size_t alen = PyBytes_GET_SIZE(args[0]) == 12 ? 4 : 16;
+    return PyLong_FromUnsignedLong(
+        share_of(k, k + alen, k + 2 * alen, k + 2 * alen + 2, alen, (uint32_t)count));
 }
 
 static PyObject *BulkTable_tick(BulkTable *t, PyObject *Py_UNUSED(ignored)) {
@@ -763,7 +796,7 @@ static PyMethodDef BulkTable_methods[] = {
     {"pop", (PyCFunction)BulkTable_pop, METH_O,
      "pop(key) -> (last_ts, client_delta, server_delta) or None"},
     {"pop_stale", (PyCFunction)BulkTable_pop_stale, METH_O,
-     "pop_stale(deadline) -> [(client_key, (last_ts, client_delta, server_delta))]"},
+     "pop_stale(deadline) -> [(fid, (last_ts, client_delta, server_delta))]"},
     {"walk_pcap", (PyCFunction)(void (*)(void))BulkTable_walk_pcap, METH_FASTCALL,
      "walk_pcap(buf, pos, swap, ns_per_unit, extra, link) -> pos"},
     {"walk_pcapng", (PyCFunction)(void (*)(void))BulkTable_walk_pcapng, METH_FASTCALL,

@@ -102,10 +102,10 @@ _RAW: Final = frozenset({LinkType.RAW, LinkType.RAW_DLT12, LinkType.RAW_DLT14, L
                          LinkType.IPV6})
 
 #: Link types the C fast path reads (tlswatch/capture/_bulkbook.c), to its link kind:
-#: Ethernet (with up to four VLAN tags), raw IPv4, Linux SLL and SLL2.
+#: Ethernet (with up to four VLAN tags), raw IP, Linux SLL and SLL2.
 FAST_PATH_LINKS: Final[dict[int, int]] = {
     LinkType.ETHERNET: 0, LinkType.RAW: 1, LinkType.RAW_DLT12: 1, LinkType.RAW_DLT14: 1,
-    LinkType.IPV4: 1, LinkType.LINUX_SLL: 2, LinkType.LINUX_SLL2: 3,
+    LinkType.IPV4: 1, LinkType.IPV6: 1, LinkType.LINUX_SLL: 2, LinkType.LINUX_SLL2: 3,
 }
 
 _IPV4: Final = struct.Struct("!2xHHHBB").unpack_from  # total len, id, frag, ttl, proto

@@ -65,6 +65,7 @@ _MAX_PREFIX: Final = 64  # a detector undecided after this many bytes is given u
 # protocol, and TCP seq, data offset, flags (addresses, ports and ack skipped).
 _ETH_V4TCP_BOOK: Final = struct.Struct("!12xHB1xHHHBB10x4xI4xBB").unpack_from
 _PORTS: Final = struct.Struct("!HH").pack
+_V4_PAD: Final = bytes(24)  # an IPv4 flow key is padded to an IPv6 one's length
 _I64_MIN: Final = -(1 << 63)
 _I64_MAX: Final = (1 << 63) - 1
 _DNS_PORT: Final = 53
@@ -94,9 +95,9 @@ class FlowConfig:
 
 class _Side:
     __slots__ = (
-        "after_rst", "capped", "conflicts", "delivered", "detect", "fin", "fin_done",
-        "fin_off", "first_ip_id", "first_ts", "gap_bytes", "gaps", "last_ip_id", "last_ts",
-        "last_ttl", "next_seq", "offset", "ooo", "ooo_bytes", "ooo_keys", "packets",
+        "after_rst", "capped", "conflicts", "delivered", "detect", "fast_key", "fin",
+        "fin_done", "fin_off", "first_ip_id", "first_ts", "gap_bytes", "gaps", "last_ip_id",
+        "last_ts", "last_ttl", "next_seq", "offset", "ooo", "ooo_bytes", "ooo_keys", "packets",
         "payload_bytes", "prefix", "prefix_off", "raw", "recent", "recent_bytes", "retrans",
         "rst", "side", "started", "syn", "syn_seq", "syn_ts", "ttls",
     )
@@ -129,6 +130,7 @@ class _Side:
         self.first_ts: int | None = None
         self.last_ts: int | None = None
         self.raw: bytes | None = None  # IPv4: src, dst, ports of this side's packets
+        self.fast_key = b""  # the same, as the C fast path keys flows (IPv4 and IPv6)
 
     def bulk_state(self, peer: _Side) -> SideState | None:
         """What the C fast path needs to book this side's packets as feed_bulk_frame
@@ -153,9 +155,10 @@ class _Side:
         self.offset += off
         self.last_ttl = ttl
         self.ttls = dict(ttls)
-        if self.first_ip_id is None:
-            self.first_ip_id = first_id
-        self.last_ip_id = last_id
+        if last_id >= 0:  # (-1: IPv6, no IP ID)
+            if self.first_ip_id is None:
+                self.first_ip_id = first_id
+            self.last_ip_id = last_id
         self.after_rst += after_rst
 
     def summary(self) -> SideSummary:
@@ -311,19 +314,18 @@ class TcpReassembler:
         """Hand the flow's next bulk packets to the C fast path (IPv4 flows that are not
         closing, at times that fit 64 bits)."""
         client, server = flow.sides
-        if flow.closing or client.raw is None or server.raw is None \
-                or not _I64_MIN <= flow.last_ts <= _I64_MAX:
+        if flow.closing or not _I64_MIN <= flow.last_ts <= _I64_MAX:
             return
         assert self._bulk is not None
-        flow.bulk = self._bulk.add(client.raw, server.raw, flow.fid, flow.last_ts,
+        flow.bulk = self._bulk.add(client.fast_key, server.fast_key, flow.fid, flow.last_ts,
                                    flow.rst_seen, client.bulk_state(server),
                                    server.bulk_state(client))
 
     def _unbulk(self, flow: _Flow) -> None:
         """Take a flow back from the C fast path with what it booked."""
         flow.bulk = False
-        assert self._bulk is not None and flow.sides[0].raw is not None
-        got = self._bulk.pop(flow.sides[0].raw)
+        assert self._bulk is not None
+        got = self._bulk.pop(flow.sides[0].fast_key)
         if got is not None:
             self._take_bulk(flow, got)
 
@@ -479,12 +481,15 @@ class TcpReassembler:
         me, peer = (client, server) if from_client else (server, client)
         self._table[a] = (flow, me, peer)
         self._table[b] = (flow, peer, me)
+        ports = _PORTS(sport, dport)
+        back = dst + src + ports[2:] + ports[:2]
         if len(src) == 4:
-            ports = _PORTS(sport, dport)
-            me.raw = src + dst + ports
-            peer.raw = dst + src + ports[2:] + ports[:2]
+            me.raw, peer.raw = src + dst + ports, back
             self._raw[me.raw] = (flow, me, peer)
-            self._raw[peer.raw] = (flow, peer, me)
+            self._raw[back] = (flow, peer, me)
+            me.fast_key, peer.fast_key = b"\x04" + me.raw + _V4_PAD, b"\x04" + back + _V4_PAD
+        else:
+            me.fast_key, peer.fast_key = b"\x06" + src + dst + ports, b"\x06" + back
         self._lru[fid] = flow
         flow.last_ts = ts
         self.events.append(FlowStart(fid, key, ts, origin))
@@ -519,8 +524,8 @@ class TcpReassembler:
             bulk.set_next_sweep(min(max(self._next_sweep, _I64_MIN), _I64_MAX))
             # Flows whose time as Python knows it may look idle get their true time back.
             deadline = min(max(now - cfg.idle_timeout_ns, _I64_MIN), _I64_MAX)
-            for key, got in bulk.pop_stale(deadline):
-                flow = self._raw[key][0]
+            for fid, got in bulk.pop_stale(deadline):
+                flow = self._lru[fid]
                 flow.bulk = False
                 self._take_bulk(flow, got)
         closing = self._closing
