@@ -110,32 +110,39 @@ def test_shares_add_up_on_sample_captures(name: str, monkeypatch: pytest.MonkeyP
         _check(CAPTURES / name, 2, monkeypatch, pure=pure, skip=True)
 
 
-def test_dns_datagrams_reach_every_share(monkeypatch: pytest.MonkeyPatch) -> None:
-    """UDP port 53 goes to every share (names for all); other UDP only to its owner."""
+def test_dns_answers_reach_every_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS answers (from UDP port 53) go to every share (names for all); queries and other
+    UDP only to their owner."""
     recs = []
     for i in range(8):
-        for port in (53, 443):
-            udp = (40000 + i).to_bytes(2, "big") + port.to_bytes(2, "big") + b"\x00\x0c\x00\x00"
-            ip = bytes([0x45, 0, 0, 32, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1 + i,
-                        192, 0, 2, 53])
+        for sport, dport in ((53, 40000 + i), (40000 + i, 53), (40000 + i, 443)):
+            udp = sport.to_bytes(2, "big") + dport.to_bytes(2, "big") + b"\x00\x0c\x00\x00"
+            ip = bytes([0x45, 0, 0, 32, 0, 0, 0, 0, 64, 17, 0, 0, 192, 0, 2, 53,
+                        10, 0, 0, 1 + i])
             recs.append((10**18 + i, b"\x02" * 12 + b"\x08\x00" + ip + udp + b"\xc0abc"))
     recs.append((10**18 + 99, frame(0x0A000001, 0xC0000201, 1, 443, 5, 0x02, b"")))
     data = pcap(recs)
-    seen = []
-    for i in range(2):
-        got: list[int] = []
-        reader = read_flows(io.BytesIO(data), share=(i, 2),
-                            on_datagram=lambda ts, p, got=got: got.append(p[6]))
-        list(reader)
-        seen.append(got)
-        owned = 0
-        for _, fr in recs[:-1]:
-            p = decode_tuple(1, fr, Counter())
-            assert p is not None
-            owned += p[6] == 443 and reader.owns(p)
-        assert got.count(443) == owned
-        assert got.count(53) == 8
-    assert sum(s.count(443) for s in seen) == 8
+    for pure in (False, True):
+        if pure:
+            monkeypatch.setenv("TLSWATCH_PURE_PYTHON", "1")
+        seen = []
+        for i in range(2):
+            got: list[tuple[int, int]] = []
+            reader = read_flows(io.BytesIO(data), share=(i, 2),
+                                on_datagram=lambda ts, p, got=got: got.append((p[5], p[6])))
+            list(reader)
+            seen.append(got)
+            owned = Counter()
+            for _, fr in recs[:-1]:
+                p = decode_tuple(1, fr, Counter())
+                assert p is not None
+                if reader.owns(p):
+                    owned["query" if p[6] == 53 else "other" if p[6] == 443 else "answer"] += 1
+            assert sum(sp == 53 for sp, _ in got) == 8  # every answer
+            assert sum(dp == 53 for _, dp in got) == owned["query"]
+            assert sum(dp == 443 for _, dp in got) == owned["other"]
+        for kind in (53, 443):  # each query and other datagram reached exactly one share
+            assert sum(dp == kind for s in seen for _, dp in s) == 8
 
 
 def test_share_function_matches_the_c_one() -> None:

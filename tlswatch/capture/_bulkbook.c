@@ -436,12 +436,12 @@ static int take_frame(BulkTable *t, const uint8_t *f, uint32_t caplen, int64_t t
     size_t alen = v6 ? 16 : 4;
     const uint8_t *src = d + (v6 ? 8 : 12), *dst = src + alen;
     if (t->part_count > 1 && whole && (proto == 6 || proto == 17)) {
-        /* another process's flow: skipped (UDP port 53 is read by every process: the
-           DNS names it gives are needed by all of them) */
+        /* another process's flow: skipped (DNS answers, from UDP port 53, are read by every
+           process: the names they give are needed by all of them) */
         int clean = proto == 17 ? l4 + 8 <= ip_end
                                 : l4 + 20 <= ip_end && (d[l4 + 12] >> 4) >= 5
                                       && l4 + ((uint32_t)(d[l4 + 12] >> 4) << 2) <= ip_end;
-        if (clean && !(proto == 17 && (be16(d + l4) == 53 || be16(d + l4 + 2) == 53))
+        if (clean && !(proto == 17 && be16(d + l4) == 53)
             && share_of(src, dst, d + l4, d + l4 + 2, alen, t->part_count)
                    != t->part_index) {
             t->packets++;

@@ -95,8 +95,8 @@ class FlowReader:
         return Counter(self.engine.anomalies)
 
     def owns(self, p: PacketTuple) -> bool:
-        """Is this packet's flow this reader's share? (Every share sees UDP port 53: the
-        names DNS gives are needed by all; only the owner reports the answers.)"""
+        """Is this packet's flow this reader's share? (Every share sees the DNS answers from
+        UDP port 53: the names they give are needed by all; only the owner reports them.)"""
         return self.share is None or share_of(p, self.share[1]) == self.share[0]
 
     @property
@@ -182,7 +182,7 @@ class FlowReader:
                         if fast is not None:
                             fast.tick()
                         p = None
-                    elif p[2] != IPPROTO_UDP or (p[5] != _DNS_PORT and p[6] != _DNS_PORT):
+                    elif p[2] != IPPROTO_UDP or p[5] != _DNS_PORT:  # (answers give names)
                         p = None
                 if p is not None:
                     if p[2] == IPPROTO_TCP:
