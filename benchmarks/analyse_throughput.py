@@ -197,17 +197,26 @@ def _run(cmd: list[str], stdout: int | None = None) -> tuple[float, float, int, 
     return dt, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, err
 
 
-def _best(cmd: list[str], repeat: int, out: Path | None = None
-          ) -> tuple[float, float, int, str]:
-    """The fastest of ``repeat`` runs (wall, and that run's CPU), with the largest peak RSS
-    of them: on a shared machine other work only ever slows a run down."""
-    runs = []
+Measured = tuple[float, float, int, str]  # wall, CPU, peak RSS, stderr
+
+
+def _best(cmds: dict[str, tuple[list[str], Path | None]], repeat: int) -> dict[str, Measured]:
+    """Each command's fastest of ``repeat`` runs (wall, and that run's CPU) with the largest
+    peak RSS of its runs: on a shared machine other work only ever slows a run down. The
+    commands take turns (one round each, ``repeat`` rounds), so a slow spell of the machine
+    falls on all of them alike. ``Path``: an output to delete before each run (else the
+    next run would resume it)."""
+    runs: dict[str, list[Measured]] = {name: [] for name in cmds}
     for _ in range(repeat):
-        if out is not None:
-            out.unlink(missing_ok=True)  # (else the next run would resume it)
-        runs.append(_run(cmd))
-    dt, cpu, _, err = min(runs, key=lambda r: r[0])
-    return dt, cpu, max(r[2] for r in runs), err
+        for name, (cmd, out) in cmds.items():
+            if out is not None:
+                out.unlink(missing_ok=True)
+            runs[name].append(_run(cmd))
+    best = {}
+    for name, rs in runs.items():
+        dt, cpu, _, err = min(rs, key=lambda r: r[0])
+        best[name] = (dt, cpu, max(r[2] for r in rs), err)
+    return best
 
 
 def _records_of(path: Path) -> list[str]:
@@ -250,7 +259,7 @@ def main() -> None:
           "application data, injected RST / alert and blockpage connections, DNS tampering, "
           f"plain HTTP bulk; {concurrency} connections interleaved, 10k packets/s of capture "
           "time; file in the page cache; tlswatch judges against captures/lab-public-root.pem; "
-          f"best of {repeat} run(s) of each tool")
+          f"best of {repeat} run(s) of each tool, the tools taking turns")
     rss_ours: list[int] = []
     ratios: dict[str, list[float]] = {"one": [], "jobs": []}
     cpu_ratios: dict[str, list[float]] = {"one": [], "jobs": []}
@@ -269,14 +278,22 @@ def main() -> None:
             nbytes = path.stat().st_size
             _run(["cat", str(path)])  # warm the page cache for every reader alike
             out = Path(tmp) / "out.jsonl"
-            floor = _self_rss()
-            dt, cpu, rss, _ = _best([sys.executable, __file__, ANALYSE_FLAG, str(path),
-                                     "--store", str(STORE), "-o", str(out)], repeat, out)
-            rss_ours.append(rss)
             out_j = Path(tmp) / "out-jobs.jsonl"
-            j_dt, j_cpu, j_rss, _ = _best([sys.executable, __file__, ANALYSE_FLAG, str(path),
-                                           "--store", str(STORE), "-o", str(out_j),
-                                           "--jobs", "2"], repeat, out_j)
+            floor = _self_rss()
+            cmds: dict[str, tuple[list[str], Path | None]] = {
+                "one": ([sys.executable, __file__, ANALYSE_FLAG, str(path), "--store",
+                         str(STORE), "-o", str(out)], out),
+                "jobs": ([sys.executable, __file__, ANALYSE_FLAG, str(path), "--store",
+                          str(STORE), "-o", str(out_j), "--jobs", "2"], out_j),
+            }
+            if tshark is not None:
+                cmds["tshark"] = ([tshark, "-n", "-r", str(path), "-Y",
+                                   "tls.handshake.type==11", "-T", "fields", "-e",
+                                   "tls.handshake.certificate"], None)
+            best = _best(cmds, repeat)
+            dt, cpu, rss, _ = best["one"]
+            rss_ours.append(rss)
+            j_dt, j_cpu, j_rss, _ = best["jobs"]
             same = _records_of(out) == _records_of(out_j)
             r_dt, r_cpu, r_rss, _ = _run([sys.executable, __file__, READ_FLAG, str(path)])
             verdicts: Counter[str] = Counter()
@@ -308,9 +325,7 @@ def main() -> None:
             if tshark is None:
                 print("  tshark: not installed (apt-get install tshark): comparison skipped")
                 continue
-            t_dt, t_cpu, t_rss, _ = _best([tshark, "-n", "-r", str(path), "-Y",
-                                           "tls.handshake.type==11", "-T", "fields", "-e",
-                                           "tls.handshake.certificate"], repeat)
+            t_dt, t_cpu, t_rss, _ = best["tshark"]
             ratios["one"].append(t_dt / dt)
             cpu_ratios["one"].append(t_cpu / cpu)
             ratios["jobs"].append(t_dt / j_dt)

@@ -141,6 +141,7 @@ class FlowReader:
         ts: int | None = None
         fast = self.fast_path
         share = self.share
+        table = engine._table
         clock: int | None = None  # (with shares) the last TCP packet, whoever owns it
 
         def sync() -> None:
@@ -173,6 +174,8 @@ class FlowReader:
                     p = frags.take(ts)  # the whole datagram, once its last fragment is in
                 owned = True
                 if p is not None and share is not None and (
+                        # (a TCP flow in the table is this share's: no hash to compute)
+                        p[2] != IPPROTO_TCP or (p[0], p[1], p[5], p[6]) not in table) and (
                         share_of(p, share[1]) != share[0]):
                     owned = False
                     # Another process's flow: only the clock moves (sweeps stay in step).
