@@ -3,8 +3,9 @@
 Each process (forked: the judge, key logs and trust stores are already loaded) reads the
 whole file but keeps only its share of the flows (``read_flows(share=(i, N))``: the C fast
 path skips the other shares' packets without decoding them), judges them and sends its
-records here in batches; this process hashes the file meanwhile (the records need the hash:
-the workers wait for it, holding their observations, as one process does) and writes the
+records here in batches; this process hashes the file meanwhile, if it was not already
+while the command loaded (``tlswatch.cli.prehash``; the records need the hash: the workers
+wait for it, holding their observations, as one process does) and writes the
 records through its one sink as they arrive, then the file's input record with the shares'
 figures added up. So ``--resume`` works as with one process, and a worker that dies only
 costs that file (reported; its input record is not written, so a resumed run does it again).
@@ -169,9 +170,9 @@ def run_shared(path: Path, jobs: int, *, writer: base._Writer, existing: base._E
 
 def _hash_then_tell(path: Path, known: str | None, seen_sha: dict[str, str],
                     conns: list[Connection]) -> str:
-    """The file's SHA-256 (computed here while the workers read: they hold their
-    observations until it comes), sent to every worker; a duplicate of a file done in this
-    run, or a read error, tells them to stop."""
+    """The file's SHA-256 (from the early hash, or computed here while the workers read:
+    they hold their observations until it comes), sent to every worker; a duplicate of a
+    file done in this run, or a read error, tells them to stop."""
     try:
         value = known or base._sha256_now(path)
     except OSError:
