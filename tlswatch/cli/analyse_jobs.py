@@ -18,6 +18,7 @@ docs/capture.md.
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import os
 from collections.abc import Callable
@@ -139,6 +140,9 @@ def run_shared(path: Path, jobs: int, *, writer: base._Writer, existing: base._E
     procs: list[Any] = []
     sha_out: list[Connection] = []
     inbox: list[Connection] = []
+    # Objects that exist now go to the collector's permanent generation: the workers then
+    # never walk (and so never copy-on-write) the loaded judge, stores and modules.
+    gc.freeze()
     try:
         for i in range(jobs):
             sha_r, sha_w = ctx.Pipe(duplex=False)
@@ -153,6 +157,7 @@ def run_shared(path: Path, jobs: int, *, writer: base._Writer, existing: base._E
             procs.append(proc)
             sha_out.append(sha_w)
             inbox.append(rec_r)
+        gc.unfreeze()  # (this process's own objects are collectable again)
         sha = _hash_then_tell(path, known_sha, seen_sha, sha_out)
         done, written = _collect(inbox, writer=writer, existing=existing, progress=progress,
                                  totals=totals)

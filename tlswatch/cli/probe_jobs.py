@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import multiprocessing
 import os
 import signal
@@ -120,6 +121,7 @@ def run_forked(tasks: Iterable[Task], options: CampaignOptions, writer: Any, *, 
     with contextlib.suppress(ValueError):  # (not the main thread: no handler)
         previous = signal.signal(signal.SIGTERM, on_term)
     try:
+        gc.freeze()  # (the workers never walk, so never copy, what is loaded now)
         for _ in range(jobs):
             mine, theirs = ctx.Pipe()
             proc = ctx.Process(target=_worker, args=(theirs, opts, judge, run_id, os.getpid()),
@@ -128,6 +130,7 @@ def run_forked(tasks: Iterable[Task], options: CampaignOptions, writer: Any, *, 
             theirs.close()
             procs.append(proc)
             conns.append(mine)
+        gc.unfreeze()
         open_ = list(conns)
         exhausted = False
         while open_:
