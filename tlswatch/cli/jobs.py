@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 
-from tlswatch.cli.errors import InputError
-
 __all__ = ["default_jobs", "die_with_parent", "parse_jobs"]
 
 
@@ -19,6 +17,8 @@ def default_jobs() -> int:
 
 def parse_jobs(text: str) -> int:
     """The number of processes ``--jobs`` asks for (usage error otherwise)."""
+    from tlswatch.cli.errors import InputError  # (this module stays light: prehash uses it)
+
     if text == "auto":
         return default_jobs()
     try:
@@ -35,15 +35,10 @@ def die_with_parent(parent: int) -> None:
     SIGKILL (Linux's PR_SET_PDEATHSIG; elsewhere the worker stops at its next message to
     the closed pipe)."""
     import ctypes
-    import ctypes.util
     import signal
 
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    try:
-        libc = ctypes.CDLL(name, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    try:  # (the process's own symbols: libc's prctl, without a library search)
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         return
     if os.getppid() != parent:  # the parent died before prctl took effect

@@ -2,31 +2,30 @@
 
 ``tlswatch analyse`` needs each capture's SHA-256 (records and ``--resume`` name the file by
 it). Loading the command takes ~0.1-0.2 s of one core while the other sits idle, so
-:func:`start` (called by ``tlswatch.cli.main`` before the command is imported) hashes the
-first capture named on the command line in a thread (hashlib releases the GIL) and
-:func:`sha256` hands the result to whoever asks first, or computes it as before. The file is
-identified by device, inode, size and modification time: a file changed in between is hashed
-again.
+:func:`start` (called by ``tlswatch.cli.main`` before the command is imported) forks a small
+process that hashes the first capture named on the command line (a process, not a thread:
+a thread would wait for the interpreter lock between chunks while the imports hold it), and
+:func:`sha256` reads the result, or computes it as before. The file is identified by device,
+inode, size and modification time: a file changed in between is hashed again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from pathlib import Path
 
 __all__ = ["sha256", "start"]
 
 _MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",
            b"\x0a\x0d\x0d\x0a", b"\x1f\x8b")
-_MIN_SIZE = 1 << 20  # smaller files hash in a few ms: not worth a thread
+_MIN_SIZE = 1 << 20  # smaller files hash in a few ms: not worth a process
 
-_lock = threading.Lock()
-_pending: dict[tuple[int, int, int, int], tuple[threading.Thread, list[str | OSError]]] = {}
+Identity = tuple[int, int, int, int]
+_pending: dict[Identity, tuple[int, int]] = {}  # file -> (hashing process, its pipe)
 
 
-def _identity(path: str | os.PathLike[str]) -> tuple[int, int, int, int]:
+def _identity(path: str | os.PathLike[str]) -> Identity:
     st = os.stat(path)
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
@@ -37,7 +36,9 @@ def _digest(path: str | os.PathLike[str]) -> str:
 
 
 def start(args: list[str]) -> None:
-    """Start hashing the first argument that is a capture file of 1 MiB or more."""
+    """Start hashing the first argument that is a capture file of 1 MiB or more (POSIX)."""
+    if not hasattr(os, "fork"):
+        return
     for arg in args:
         try:
             if not os.path.isfile(arg) or os.path.getsize(arg) < _MIN_SIZE:
@@ -49,32 +50,39 @@ def start(args: list[str]) -> None:
             key = _identity(arg)
         except OSError:
             continue
-        box: list[str | OSError] = []
-
-        def work(path: str = arg, box: list[str | OSError] = box) -> None:
+        parent = os.getpid()
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the hashing process: one line to the pipe, then gone
             try:
-                box.append(_digest(path))
-            except OSError as e:
-                box.append(e)
+                os.close(r)
+                from tlswatch.cli.jobs import die_with_parent
 
-        t = threading.Thread(target=work, name="sha256-early", daemon=True)
-        with _lock:
-            _pending[key] = (t, box)
-        t.start()
+                die_with_parent(parent)
+                os.write(w, _digest(arg).encode())
+            except BaseException:  # (the parent computes it instead)
+                pass
+            finally:
+                os._exit(0)
+        os.close(w)
+        _pending[key] = (pid, r)
         return
 
 
 def sha256(path: Path) -> str:
     """The file's SHA-256: from the early hash if it was this very file, else computed."""
     try:
-        key = _identity(path)
+        key: Identity | None = _identity(path)
     except OSError:
         key = None
-    with _lock:
-        hit = _pending.pop(key, None) if key is not None else None
+    hit = _pending.pop(key, None) if key is not None else None
     if hit is not None:
-        t, box = hit
-        t.join()
-        if box and isinstance(box[0], str) and _identity(path) == key:
-            return box[0]
+        pid, r = hit
+        try:
+            with os.fdopen(r, "rb") as pipe:
+                got = pipe.read(64).decode("ascii", "replace")
+        finally:
+            os.waitpid(pid, 0)
+        if len(got) == 64 and _identity(path) == key:
+            return got
     return _digest(path)
