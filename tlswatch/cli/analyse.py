@@ -30,6 +30,7 @@ import click
 
 from tlswatch.bogons import DEFAULT_BOGONS, BogonKind, routable_policy
 from tlswatch.capture import CaptureFormatError, CaptureWarning, open_capture
+from tlswatch.capture.magic import looks_like_capture
 from tlswatch.capture.observe import CaptureObserver, Observation, ObserveStats
 from tlswatch.classify.capture_record import capture_record
 from tlswatch.classify.chain import ChainJudge
@@ -53,11 +54,6 @@ __all__ = ["AnalyseOptions", "FileResult", "analyse", "analyse_file", "default_k
            "iter_inputs", "key_id", "parse_size", "record_dict"]
 
 # First bytes of what open_capture() accepts: pcap (all variants), pcapng, gzip, xz, bzip2.
-_MAGICS: Final = (
-    bytes.fromhex("d4c3b2a1"), bytes.fromhex("a1b2c3d4"), bytes.fromhex("4d3cb2a1"),
-    bytes.fromhex("a1b23c4d"), bytes.fromhex("34cdb2a1"), bytes.fromhex("a1b2cd34"),
-    b"\x0a\x0d\x0d\x0a", b"\x1f\x8b", b"\xfd7zXZ\x00", b"BZh",
-)
 _PENDING_MAX: Final = 4096  # observations held while the file's hash is being computed
 _BATCH: Final = 64  # records per write; every file ends with an fsync-ed checkpoint
 
@@ -83,15 +79,6 @@ def key_id(key: bytes) -> str:
     return hashlib.sha256(b"tlswatch anonymize key id\x00" + key).hexdigest()[:16]
 
 
-def _looks_like_capture(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except OSError:
-        return False
-    return head.startswith(_MAGICS)
-
-
 def iter_inputs(args: tuple[str, ...], note: Callable[[str], None]) -> Iterator[tuple[Path, bool]]:
     """(path, given explicitly) for each capture to analyse, directories walked in sorted
     order; files in a directory that are not captures (by magic number) are noted, skipped."""
@@ -106,7 +93,7 @@ def iter_inputs(args: tuple[str, ...], note: Callable[[str], None]) -> Iterator[
                     if not f.is_file() or str(f) in seen:
                         continue
                     seen.add(str(f))
-                    if _looks_like_capture(f):
+                    if looks_like_capture(f):
                         yield f, False
                     else:
                         note(f"{terminal_safe(str(f))}: not a capture, skipped")

@@ -15,10 +15,10 @@ import hashlib
 import os
 from pathlib import Path
 
+from tlswatch.capture.magic import looks_like_capture
+
 __all__ = ["sha256", "start"]
 
-_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",
-           b"\x0a\x0d\x0d\x0a", b"\x1f\x8b")
 _MIN_SIZE = 1 << 20  # smaller files hash in a few ms: not worth a process
 
 Identity = tuple[int, int, int, int]
@@ -41,11 +41,8 @@ def start(args: list[str]) -> None:
         return
     for arg in args:
         try:
-            if not os.path.isfile(arg) or os.path.getsize(arg) < _MIN_SIZE:
-                continue
-            with open(arg, "rb") as f:
-                head = f.read(4)
-            if not head.startswith(_MAGICS):
+            if not os.path.isfile(arg) or os.path.getsize(arg) < _MIN_SIZE \
+                    or not looks_like_capture(arg):
                 continue
             key = _identity(arg)
         except OSError:
