@@ -140,6 +140,18 @@ class _Side:
         return (self.started, self.next_seq, self.first_ts is not None,
                 self.first_ip_id is not None, self.ttls)
 
+    def book_bulk(self, seq: int, n: int) -> None:
+        """``n`` payload bytes at ``seq`` of a side that delivers nothing more: only how far
+        the stream got (the C fast path's walker books the same)."""
+        self.payload_bytes += n
+        if not self.started:
+            self.started = True
+            self.next_seq = seq
+        d = ((seq - self.next_seq + _HALF) & _MASK) - _HALF + n
+        if 0 < d <= _MAX_SEQ_DISTANCE:
+            self.offset += d
+            self.next_seq = (seq + n) & _MASK
+
     def add_bulk(self, d: tuple[int, int, int, int, bool, int, int, int,
                                 list[tuple[int, int]], int, int, int]) -> None:
         """Take over what the C fast path booked for this side."""
@@ -298,14 +310,7 @@ class TcpReassembler:
             me.first_ip_id = ip_id
         n = end - 34 - doff
         if n:
-            me.payload_bytes += n
-            if not me.started:
-                me.started = True
-                me.next_seq = seq
-            d = ((seq - me.next_seq + _HALF) & _MASK) - _HALF + n
-            if 0 < d <= _MAX_SEQ_DISTANCE:
-                me.offset += d
-                me.next_seq = (seq + n) & _MASK
+            me.book_bulk(seq, n)
         if self._bulk is not None:
             self._register(flow)
         return True
@@ -394,15 +399,7 @@ class TcpReassembler:
         if me.capped and not flags & (TCP_SYN | TCP_FIN):
             # Bulk past the cap (or skipped): count how far the stream got, nothing else.
             if payload:
-                n = len(payload)
-                me.payload_bytes += n
-                if not me.started:
-                    me.started = True
-                    me.next_seq = seq
-                d = ((seq - me.next_seq + _HALF) & _MASK) - _HALF + n
-                if 0 < d <= _MAX_SEQ_DISTANCE:
-                    me.offset += d
-                    me.next_seq = (seq + n) & _MASK
+                me.book_bulk(seq, len(payload))
             if self._bulk is not None:
                 self._register(flow)  # (frames feed_bulk_frame does not read: VLAN, SLL...)
             return
