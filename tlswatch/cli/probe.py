@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,6 @@ from tlswatch.cli.probe_options import (
     prepare,
 )
 from tlswatch.cli.progress import Progress, summary_table
-from tlswatch.failures import outcome_class
 from tlswatch.ids import new_run_id
 from tlswatch.probe.campaign import CampaignOptions, Summary, run_campaign
 from tlswatch.probe.inputs import Task, count_lines
@@ -238,7 +238,9 @@ def probe(pcap: Path | None, output: str | None, resume: bool, fmt: str,
             summary = probe_jobs.run_forked(
                 tasks, options, writer, jobs=n_jobs, judge=judge, run_id=run_id,
                 done=set(existing.ids) if existing else set(),
-                on_record=lambda rec: _progress_record(progress, rec),
+                on_record=lambda rec: _progress_record(
+                    progress, rec.verdict, rec.outcome,
+                    lambda: json.loads(rec.line).get("target", {}).get("domain", "")),
                 on_error=lambda m: progress.message(f"tlswatch: {m}"))
         elif distributed:
             summary = _run_distributed(
@@ -274,13 +276,13 @@ def probe(pcap: Path | None, output: str | None, resume: bool, fmt: str,
 
 
 
-def _progress_record(progress: Progress, rec: Any) -> None:
-    """A record written for another process (an EncodedRecord): count it, say it (-v)."""
+def _progress_record(progress: Progress, verdict: str, outcome: str,
+                     domain: Callable[[], str]) -> None:
+    """A record another process measured, written here: count it, say it (-v)."""
     progress.done += 1
-    progress.counts[rec.verdict] += 1
+    progress.counts[verdict] += 1
     if progress.verbose:
-        domain = json.loads(rec.line).get("target", {}).get("domain", "")
-        progress.message(f"{rec.verdict:<12} {rec.outcome}  {terminal_safe(domain)}")
+        progress.message(f"{verdict:<12} {outcome}  {terminal_safe(domain())}")
 
 
 def _run_distributed(tasks: Iterable[Task], options: CampaignOptions, writer: Sink, *,
@@ -306,20 +308,11 @@ def _run_distributed(tasks: Iterable[Task], options: CampaignOptions, writer: Si
                     continue
                 written.add(rec["id"])
                 writer.write(rec)
-                total.records += 1
-                total.verdicts[rec["verdict"]] += 1
-                total.outcomes[outcome_class(rec["outcome"])] += 1
-                progress.done += 1
-                progress.counts[rec["verdict"]] += 1
-                if progress.verbose:
-                    progress.message(f"{rec['verdict']:<12} {rec['outcome']}  "
-                                     f"{rec['target']['domain']}")
+                total.count(rec["verdict"], rec["outcome"])
+                _progress_record(progress, rec["verdict"], rec["outcome"],
+                                 functools.partial(str, rec["target"]["domain"]))
             writer.checkpoint()
-            s = res.summary
-            total.skipped += s.skipped
-            total.errors += s.errors
-            total.retried += s.retried
-            total.measurements += s.measurements
-            total.max_in_flight = max(total.max_in_flight, s.max_in_flight)
+            total.add(res.summary)
+            total.max_in_flight = max(total.max_in_flight, res.summary.max_in_flight)
     total.elapsed_s = time.perf_counter() - t0
     return total

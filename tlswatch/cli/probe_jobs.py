@@ -32,7 +32,6 @@ from typing import Any, Final
 from tlswatch.classify.chain import ChainJudge
 from tlswatch.cli.jobs import die_with_parent
 from tlswatch.distributed.probe import shard_options
-from tlswatch.failures import outcome_class
 from tlswatch.probe.campaign import CampaignOptions, Summary, run_campaign
 from tlswatch.probe.inputs import Task
 from tlswatch.sinks.base import EncodedRecord
@@ -158,9 +157,7 @@ def run_forked(tasks: Iterable[Task], options: CampaignOptions, writer: Any, *, 
                             continue
                         written.add(rec.id)
                         writer.write(rec)
-                        total.records += 1
-                        total.verdicts[rec.verdict] += 1
-                        total.outcomes[outcome_class(rec.outcome)] += 1
+                        total.count(rec.verdict, rec.outcome)
                         on_record(rec)
                     for line in msg[2]:
                         on_error(line)
@@ -171,11 +168,8 @@ def run_forked(tasks: Iterable[Task], options: CampaignOptions, writer: Any, *, 
                         since_checkpoint, last_checkpoint = 0, time.monotonic()
                 else:  # done
                     s: Summary = msg[1]
-                    total.skipped += s.skipped
-                    total.errors += s.errors
-                    total.retried += s.retried
-                    total.measurements += s.measurements
-                    total.max_in_flight += s.max_in_flight
+                    total.add(s)
+                    total.max_in_flight += s.max_in_flight  # (the workers run at once)
                     open_.remove(c)
         writer.checkpoint()
     finally:

@@ -184,6 +184,20 @@ class Summary:
         """Records per second over the campaign's wall time."""
         return self.records / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
+    def count(self, verdict: str, outcome: str) -> None:
+        """A record written."""
+        self.records += 1
+        self.verdicts[verdict] += 1
+        self.outcomes[outcome_class(outcome)] += 1
+
+    def add(self, other: Summary) -> None:
+        """What another process or batch measured (its records are counted as they are
+        written here; how many were in flight at once is the caller's to combine)."""
+        self.skipped += other.skipped
+        self.errors += other.errors
+        self.retried += other.retried
+        self.measurements += other.measurements
+
 
 class _Campaign:
     def __init__(self, options: CampaignOptions, sink: RecordSink, judge: ChainJudge,
@@ -336,10 +350,7 @@ class _Campaign:
 
     def _emit(self, rec: Record) -> None:
         self.sink.write(rec)
-        s = self.summary
-        s.records += 1
-        s.verdicts[rec.verdict] += 1
-        s.outcomes[outcome_class(rec.outcome)] += 1
+        self.summary.count(rec.verdict, rec.outcome)
         self._since_checkpoint += 1
         now = time.monotonic()
         if (self._since_checkpoint >= self.o.checkpoint_records
