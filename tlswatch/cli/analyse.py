@@ -1013,6 +1013,27 @@ def _precheck(path: Path, *, existing: _Existing, progress: _FileProgress, total
     return 0, known
 
 
+def write_encoded(records: list[EncodedRecord], lines: list[str], *, writer: _Writer,
+                  existing: _Existing, progress: _FileProgress, totals: _Totals) -> int:
+    """Write records judged by another process (skipping those already in the output),
+    count them and say them (-v: ``lines`` are their verbose lines); how many were written."""
+    written = 0
+    for i, rec in enumerate(records):
+        if rec.id in existing.ids:
+            totals.already += 1
+            continue
+        writer.write(rec)
+        written += 1
+        totals.records += 1
+        totals.verdicts[rec.verdict] += 1
+        totals.outcomes[outcome_class(rec.outcome)] += 1
+        progress.done += 1
+        progress.counts[rec.verdict] += 1
+        if progress.verbose and i < len(lines):
+            progress.message(lines[i])
+    return written
+
+
 def _write_result(path: Path, explicit: bool, result: FileResult, *, writer: Sink,
                   existing: _Existing, kid: str | None, progress: _FileProgress,
                   totals: _Totals, seen_sha: dict[str, str]) -> int:
@@ -1044,23 +1065,11 @@ def _write_result(path: Path, explicit: bool, result: FileResult, *, writer: Sin
                          f"{terminal_safe(seen_sha[inp.sha256])}, skipped")
         return 0
     seen_sha[inp.sha256] = str(path)
-    written = 0
-    for i, rec in enumerate(result.records):
-        if rec.id in existing.ids:
-            totals.already += 1
-            continue
-        writer.write(rec)
-        written += 1
-        totals.verdicts[rec.verdict] += 1
-        totals.outcomes[outcome_class(rec.outcome)] += 1
-        progress.done += 1
-        progress.counts[rec.verdict] += 1
-        if progress.verbose and i < len(result.lines):
-            progress.message(result.lines[i])
+    written = write_encoded(result.records, result.lines, writer=writer, existing=existing,
+                            progress=progress, totals=totals)
     inp = replace(inp, records=written, anonymize_key_id=kid)
     writer.write(to_dict(inp))
     writer.checkpoint()
-    totals.records += written
     totals.packets += result.totals.packets
     totals.add_figures(result.totals)
     _file_done(inp, name, result.note, totals=totals, progress=progress)

@@ -31,7 +31,6 @@ from tlswatch.capture import open_capture
 from tlswatch.capture.observe import ObserveStats
 from tlswatch.cli import analyse as base
 from tlswatch.cli.jobs import die_with_parent
-from tlswatch.failures import outcome_class
 from tlswatch.model import InputRecord
 from tlswatch.sinks.base import EncodedRecord
 
@@ -218,8 +217,9 @@ def _collect(inbox: list[Connection], *, writer: base._Writer, existing: base._E
                                f"{len(inbox)} died")
                 continue
             if msg[0] == "records":
-                written += _write_batch(msg[1], msg[2], writer=writer, existing=existing,
-                                        progress=progress, totals=totals)
+                written += base.write_encoded(msg[1], msg[2], writer=writer,
+                                              existing=existing, progress=progress,
+                                              totals=totals)
             elif msg[0] == "done":
                 done[index[id(c)]] = msg[1]
             elif failure is None:
@@ -234,26 +234,6 @@ def _collect(inbox: list[Connection], *, writer: base._Writer, existing: base._E
             raise CaptureFormatError(text)
         raise RuntimeError(text)
     return [done[i] for i in sorted(done)], written
-
-
-def _write_batch(records: list[EncodedRecord], lines: list[str], *, writer: base._Writer,
-                 existing: base._Existing, progress: base._FileProgress,
-                 totals: base._Totals) -> int:
-    written = 0
-    for i, rec in enumerate(records):
-        if rec.id in existing.ids:
-            totals.already += 1
-            continue
-        writer.write(rec)
-        written += 1
-        totals.records += 1
-        totals.verdicts[rec.verdict] += 1
-        totals.outcomes[outcome_class(rec.outcome)] += 1
-        progress.done += 1
-        progress.counts[rec.verdict] += 1
-        if progress.verbose and i < len(lines):
-            progress.message(lines[i])
-    return written
 
 
 def _merge(path: Path, sha: str, shares: list[_ShareDone], totals: base._Totals
