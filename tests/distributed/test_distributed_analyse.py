@@ -11,7 +11,6 @@ import os
 import signal
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,13 +64,6 @@ def check_order(lines: list[dict[str, Any]]) -> None:
         else:
             pending.append(obj)
     assert not pending
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Any]:
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

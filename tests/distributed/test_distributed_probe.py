@@ -93,13 +93,6 @@ def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dist, "BATCH", BATCH_SIZE)
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Any]:
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as c:
-        yield c
-
-
 def probe(env: dict[str, Any], out: Path, *extra: str, vantages: bool = False) -> str:
     where = (["--vantages", env["vantages"]] if vantages else
              ["--resolver", env["resolver"], "--port", str(env["tls"]),

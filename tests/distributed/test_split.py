@@ -10,7 +10,6 @@ import os
 import signal
 import struct
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -187,13 +186,6 @@ def invoke(*args: str) -> tuple[int, str]:
 
 def lines_of(path: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in path.read_text().splitlines()]
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Any]:
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")
