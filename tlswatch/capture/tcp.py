@@ -140,6 +140,22 @@ class _Side:
         return (self.started, self.next_seq, self.first_ts is not None,
                 self.first_ip_id is not None, self.ttls)
 
+    def count_header(self, after_rst: bool, ttl: int, ip_id: int | None) -> None:
+        """A non-RST packet's TTL and IP ID (IPv6: None), and whether it came after the
+        flow's first RST."""
+        if after_rst:
+            self.after_rst += 1
+        self.last_ttl = ttl
+        ttls = self.ttls
+        if ttl in ttls:
+            ttls[ttl] += 1
+        elif len(ttls) < _MAX_TTLS:
+            ttls[ttl] = 1
+        if ip_id is not None:
+            self.last_ip_id = ip_id
+            if self.first_ip_id is None:
+                self.first_ip_id = ip_id
+
     def book_bulk(self, seq: int, n: int) -> None:
         """``n`` payload bytes at ``seq`` of a side that delivers nothing more: only how far
         the stream got (the C fast path's walker books the same)."""
@@ -297,17 +313,7 @@ class TcpReassembler:
         if me.first_ts is None:
             me.first_ts = ts
         me.last_ts = ts
-        if flow.rst_seen:
-            me.after_rst += 1
-        me.last_ttl = ttl
-        ttls = me.ttls
-        if ttl in ttls:
-            ttls[ttl] += 1
-        elif len(ttls) < _MAX_TTLS:
-            ttls[ttl] = 1
-        me.last_ip_id = ip_id
-        if me.first_ip_id is None:
-            me.first_ip_id = ip_id
+        me.count_header(flow.rst_seen, ttl, ip_id)
         n = end - 34 - doff
         if n:
             me.book_bulk(seq, n)
@@ -373,18 +379,7 @@ class TcpReassembler:
         if flags & TCP_RST:
             self._rst(flow, me, ts, p)
             return
-        if flow.rst_seen:
-            me.after_rst += 1
-        me.last_ttl = ttl
-        ttls = me.ttls
-        if ttl in ttls:
-            ttls[ttl] += 1
-        elif len(ttls) < _MAX_TTLS:
-            ttls[ttl] = 1
-        if ip_id is not None:
-            me.last_ip_id = ip_id
-            if me.first_ip_id is None:
-                me.first_ip_id = ip_id
+        me.count_header(flow.rst_seen, ttl, ip_id)
         if flags & TCP_SYN:
             me.syn += 1
             if me.syn_seq is None:
