@@ -141,7 +141,7 @@ class FlowReader:
         ts: int | None = None
         fast = self.fast_path
         share = self.share
-        table = engine._table
+        in_table = engine.has_flow()
         clock: int | None = None  # (with shares) the last TCP packet, whoever owns it
 
         def sync() -> None:
@@ -175,7 +175,7 @@ class FlowReader:
                 owned = True
                 if p is not None and share is not None and (
                         # (a TCP flow in the table is this share's: no hash to compute)
-                        p[2] != IPPROTO_TCP or (p[0], p[1], p[5], p[6]) not in table) and (
+                        p[2] != IPPROTO_TCP or not in_table((p[0], p[1], p[5], p[6]))) and (
                         share_of(p, share[1]) != share[0]):
                     owned = False
                     # Another process's flow: only the clock moves (sweeps stay in step).

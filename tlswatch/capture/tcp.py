@@ -264,6 +264,11 @@ class TcpReassembler:
     def active_flows(self) -> int:
         return len(self._lru)
 
+    def has_flow(self) -> Callable[[object], bool]:
+        """``has(key)``: is a flow with the packet tuple ``(src, dst, sport, dport)`` (either
+        direction) in the table? A bound lookup, for a caller's per-packet loop."""
+        return self._table.__contains__
+
     def skip(self, flow_id: int, side: Side | None = None) -> None:
         """Stop delivering data of a flow (one side or both): e.g. once its handshake is
         parsed. Bookkeeping (RST, FIN, counters) goes on."""
